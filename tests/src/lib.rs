@@ -1,1 +1,129 @@
-//! End-to-end tests live in `tests/tests/`.
+//! Helpers for the end-to-end tests in `tests/`: start the stack's processes, run
+//! `incidentctl`, read what reached JetStream.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::pull};
+use futures::StreamExt;
+use incident_testkit::{NatsServer, ServiceProcess, bin_path};
+
+/// Starts intake on `nats` with its data in `data_dir`.
+pub fn start_intake(nats: &NatsServer, data_dir: &Path) -> ServiceProcess {
+    let log = data_dir.with_extension("log");
+    ServiceProcess::spawn(
+        "incident-intake",
+        &[
+            ("NATS_URL", nats.url()),
+            ("DATA_DIR", data_dir.display().to_string()),
+        ],
+        &log,
+    )
+}
+
+/// What `incidentctl` did.
+pub struct CtlOutput {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CtlOutput {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "incidentctl printed no JSON ({e}): {}\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+/// Runs `incidentctl -o json --intake-url <url> <args>`.
+pub fn ctl(intake_url: &str, args: &[&str]) -> CtlOutput {
+    let out = Command::new(bin_path("incidentctl"))
+        .args(["-o", "json", "--intake-url", intake_url, "--actor", "e2e"])
+        .args(args)
+        .output()
+        .expect("run incidentctl");
+    CtlOutput {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs incidentctl and returns its JSON, failing the test if the command failed.
+pub fn ctl_ok(intake_url: &str, args: &[&str]) -> serde_json::Value {
+    let out = ctl(intake_url, args);
+    assert!(out.ok, "incidentctl {args:?} failed: {}", out.stderr);
+    out.json()
+}
+
+/// The CloudEvents on `subject` in `stream`, waiting up to `within` for at least `want` of them.
+pub async fn stream_events(
+    nats_url: &str,
+    stream: &str,
+    subject: &str,
+    want: usize,
+    within: Duration,
+) -> Vec<serde_json::Value> {
+    let client = async_nats::connect(nats_url)
+        .await
+        .expect("connect to NATS");
+    let js = jetstream::new(client);
+    let deadline = Instant::now() + within;
+    loop {
+        let events = read_subject(&js, stream, subject).await;
+        if events.len() >= want || Instant::now() >= deadline {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn read_subject(
+    js: &jetstream::Context,
+    stream: &str,
+    subject: &str,
+) -> Vec<serde_json::Value> {
+    let Ok(stream) = js.get_stream(stream).await else {
+        return Vec::new();
+    };
+    let consumer = stream
+        .create_consumer(pull::Config {
+            filter_subject: subject.to_owned(),
+            ack_policy: jetstream::consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .expect("ephemeral consumer");
+    let pending = consumer.cached_info().num_pending as usize;
+    if pending == 0 {
+        return Vec::new();
+    }
+    let mut messages = consumer
+        .fetch()
+        .max_messages(pending)
+        .expires(Duration::from_secs(2))
+        .messages()
+        .await
+        .expect("fetch");
+    let mut out = Vec::new();
+    while let Some(Ok(m)) = messages.next().await {
+        out.push(serde_json::from_slice(&m.payload).expect("a JSON event on the stream"));
+        if out.len() == pending {
+            break;
+        }
+    }
+    out
+}
+
+/// The event types of a list of CloudEvents.
+pub fn types(events: &[serde_json::Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}

@@ -1,1 +1,186 @@
-//! placeholder
+//! The intake service: takes incidents in over gRPC, decides every command against the state
+//! rebuilt from its own event log, writes the events durably before answering, and relays the
+//! log to the `INCIDENT_EVENTS` stream. It keeps taking commands while NATS is down.
+
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod metrics;
+pub mod processor;
+pub mod projection;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context as _;
+use incident_bus::{NatsOptions, Relay, streams};
+use incident_domain::{Envelope, PriorityMatrix, stored};
+use incident_eventlog::EventLog;
+use incident_proto::v1::intake_service_server::IntakeServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+
+pub use config::Config;
+use processor::Processor;
+use projection::Projection;
+
+/// The relay's cursor name in intake's log.
+pub const RELAY_CURSOR: &str = "relay.INCIDENT_EVENTS";
+
+/// Folds the whole log into the projection; a record that cannot be read stops the start.
+pub fn rebuild(log: &EventLog) -> anyhow::Result<Projection> {
+    let mut state = Projection::default();
+    for rec in log.read_from(1) {
+        let rec = rec.context("reading intake's log")?;
+        let env = Envelope::from_slice(&rec.event)
+            .with_context(|| format!("log record {}: not an event envelope", rec.seq))?;
+        let event = stored::decode(&env)
+            .with_context(|| format!("log record {}: cannot be read", rec.seq))?;
+        state
+            .apply(&event)
+            .with_context(|| format!("log record {}: does not fit the history", rec.seq))?;
+    }
+    Ok(state)
+}
+
+/// Runs intake on the given listeners until `shutdown` completes; then stops taking commands,
+/// finishes the ones in flight, flushes the log and closes the NATS connection.
+pub async fn run(
+    config: Config,
+    grpc: TcpListener,
+    http: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let matrix = match &config.priority_matrix_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            PriorityMatrix::from_toml(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => PriorityMatrix::default(),
+    };
+
+    let log_dir = config.data_dir.join("log");
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let (log, state) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let log = EventLog::open(&log_dir)?;
+        let state = rebuild(&log)?;
+        Ok((log, state))
+    })
+    .await??;
+    tracing::info!(
+        incidents = state.len(),
+        events = log.head().seq,
+        "state rebuilt from the log"
+    );
+    let state = Arc::new(RwLock::new(state));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let nats_opts = NatsOptions::new(&config.nats_url, "incident-intake");
+    let (client, nats_up) = incident_bus::connect(&nats_opts)
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
+    let js = async_nats::jetstream::new(client.clone());
+    let relay = Relay::new(
+        log.clone(),
+        js.clone(),
+        streams::INCIDENT_EVENTS,
+        RELAY_CURSOR,
+    );
+    let relay_status = relay.status();
+    let relay_wake = relay.waker();
+    let stream_ready = Arc::new(AtomicBool::new(false));
+    let relay_task = {
+        let stream_ready = stream_ready.clone();
+        let stop = stop_rx.clone();
+        let window = config.duplicate_window();
+        tokio::spawn(async move {
+            let mut failures = 0;
+            loop {
+                if *stop.borrow() {
+                    return;
+                }
+                match incident_bus::ensure_stream(&js, &streams::INCIDENT_EVENTS, window).await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        failures += 1;
+                        tracing::warn!(error = %e, "INCIDENT_EVENTS not ready; retrying");
+                        tokio::time::sleep(incident_bus::relay::backoff(failures)).await;
+                    }
+                }
+            }
+            stream_ready.store(true, Ordering::SeqCst);
+            relay.run(stop).await;
+        })
+    };
+
+    let metrics = Arc::new(metrics::Metrics::default());
+    let (changes, _) = broadcast::channel(4096);
+    let (handle, processor_task) = Processor::new(
+        log.clone(),
+        state.clone(),
+        matrix,
+        changes.clone(),
+        relay_wake,
+        metrics.clone(),
+    )
+    .spawn(4096);
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<IntakeServiceServer<grpc::IntakeApi>>()
+        .await;
+    let (reflection_v1, reflection_v1alpha) = incident_runtime::reflection()?;
+    let api = grpc::IntakeApi::new(handle, state.clone(), changes);
+
+    let shared = http::Shared {
+        log: log.clone(),
+        state,
+        metrics,
+        relay: relay_status,
+        nats_up,
+        stream_ready,
+    };
+    let mut http_stop = stop_rx.clone();
+    let http_task = tokio::spawn(async move {
+        let _ = axum::serve(http, http::router(shared))
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.changed().await;
+            })
+            .await;
+    });
+
+    let mut grpc_stop = stop_rx.clone();
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(IntakeServiceServer::new(api).max_decoding_message_size(1024 * 1024))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(grpc),
+            async move {
+                let _ = grpc_stop.changed().await;
+            },
+        );
+    let grpc_task = tokio::spawn(grpc_server);
+
+    shutdown.await;
+    tracing::info!("stopping: no new commands; finishing those in flight");
+    let _ = stop_tx.send(true);
+    if let Ok(Err(e)) = grpc_task.await {
+        tracing::warn!(error = %e, "gRPC server ended with an error");
+    }
+    // The gRPC server held the last handles to the processor: it now drains and flushes.
+    let _ = processor_task.await;
+    let _ = http_task.await;
+    let _ = relay_task.await;
+    let flush = tokio::task::spawn_blocking(move || log.flush()).await?;
+    flush.context("flushing the log")?;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), client.drain()).await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

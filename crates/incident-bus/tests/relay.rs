@@ -1,0 +1,171 @@
+//! The relay against a real nats-server: order, exactly once across NATS outages and restarts,
+//! and no re-publish after the duplicate window has passed.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull};
+use futures::StreamExt;
+use incident_bus::{Relay, ensure_stream, streams::INCIDENT_EVENTS};
+use incident_eventlog::{AppendRequest, EventLog, ExpectedVersion, NewEvent};
+use incident_testkit::NatsServer;
+
+fn append(log: &EventLog, stream: &str, n: usize) {
+    let version = log.stream_version(stream).unwrap();
+    let events = (0..n)
+        .map(|i| {
+            let id = format!("{stream}-{}", version as usize + i + 1);
+            NewEvent {
+                bytes: format!("{{\"id\":\"{id}\"}}").into_bytes(),
+                id,
+            }
+        })
+        .collect();
+    log.append(AppendRequest {
+        stream: stream.to_owned(),
+        expected: ExpectedVersion::Exact(version),
+        events,
+        processed: vec![],
+    })
+    .unwrap();
+}
+
+async fn stream_ids(js: &jetstream::Context) -> Vec<String> {
+    let stream = js.get_stream("INCIDENT_EVENTS").await.unwrap();
+    let consumer = stream
+        .create_consumer(pull::Config {
+            ack_policy: jetstream::consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let pending = consumer.cached_info().num_pending as usize;
+    if pending == 0 {
+        return vec![];
+    }
+    let mut msgs = consumer
+        .fetch()
+        .max_messages(pending)
+        .expires(Duration::from_secs(2))
+        .messages()
+        .await
+        .unwrap();
+    let mut out = vec![];
+    while let Some(Ok(m)) = msgs.next().await {
+        let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+        assert_eq!(
+            m.subject.as_str(),
+            format!(
+                "incident.v1.events.{}",
+                v["id"].as_str().unwrap().rsplit_once('-').unwrap().0
+            )
+        );
+        out.push(v["id"].as_str().unwrap().to_owned());
+        if out.len() == pending {
+            break;
+        }
+    }
+    out
+}
+
+async fn js(nats: &NatsServer, window: Duration) -> jetstream::Context {
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = jetstream::new(client);
+    ensure_stream(&js, &INCIDENT_EVENTS, window).await.unwrap();
+    js
+}
+
+async fn drain(relay: &mut Relay) {
+    while relay.step().await.unwrap() > 0 {}
+}
+
+#[tokio::test]
+async fn publishes_the_log_in_order_with_the_subject_per_incident() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).unwrap();
+    append(&log, "A", 2);
+    append(&log, "B", 1);
+    append(&log, "A", 1);
+    let js = js(&nats, Duration::from_secs(120)).await;
+    let mut relay = Relay::new(log.clone(), js.clone(), INCIDENT_EVENTS, "relay");
+    drain(&mut relay).await;
+    assert_eq!(stream_ids(&js).await, ["A-1", "A-2", "B-1", "A-3"]);
+    assert_eq!(log.cursor("relay").unwrap(), 4);
+    // stream config is the contract
+    let info = js
+        .get_stream("INCIDENT_EVENTS")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .config
+        .clone();
+    assert_eq!(info.discard, jetstream::stream::DiscardPolicy::New);
+    assert!(info.deny_delete && info.deny_purge);
+    assert_eq!(info.storage, jetstream::stream::StorageType::File);
+}
+
+#[tokio::test]
+async fn a_republish_after_the_duplicate_window_is_skipped() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).unwrap();
+    append(&log, "A", 3);
+    append(&log, "B", 2);
+    // a tiny duplicate window: the server no longer remembers the ids when the relay comes back
+    let js = js(&nats, Duration::from_millis(100)).await;
+    let mut relay = Relay::new(log.clone(), js.clone(), INCIDENT_EVENTS, "relay");
+    drain(&mut relay).await;
+    assert_eq!(stream_ids(&js).await.len(), 5);
+
+    // a crash after publishing but before the cursor reached the disk
+    log.set_cursor("relay", 1).unwrap();
+    append(&log, "A", 1);
+    tokio::time::sleep(Duration::from_millis(400)).await; // let the server's window pass
+    let mut restarted = Relay::new(log.clone(), js.clone(), INCIDENT_EVENTS, "relay");
+    drain(&mut restarted).await;
+    assert_eq!(
+        stream_ids(&js).await,
+        ["A-1", "A-2", "A-3", "B-1", "B-2", "A-4"]
+    );
+    assert_eq!(
+        restarted
+            .status()
+            .skipped_already_published
+            .load(std::sync::atomic::Ordering::Relaxed),
+        4
+    );
+}
+
+#[tokio::test]
+async fn catches_up_after_nats_comes_back() {
+    let mut nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).unwrap();
+    let js = js(&nats, Duration::from_secs(120)).await;
+    let mut relay = Relay::new(log.clone(), js.clone(), INCIDENT_EVENTS, "relay");
+    append(&log, "A", 1);
+    drain(&mut relay).await;
+
+    nats.stop();
+    append(&log, "A", 2);
+    append(&log, "C", 1);
+    assert!(
+        relay.step().await.is_err(),
+        "publishing with NATS down fails"
+    );
+    nats.restart();
+    let mut ok = false;
+    for _ in 0..100 {
+        match relay.step().await {
+            Ok(_) if log.cursor("relay").unwrap() == 4 => {
+                ok = true;
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert!(ok, "the relay caught up");
+    assert_eq!(stream_ids(&js).await, ["A-1", "A-2", "A-3", "C-1"]);
+}

@@ -1,0 +1,1053 @@
+//! [`EventLog`]: the sled-backed log. Owns opening (format check, head check, tail
+//! verification), the group-commit append, reads, full verification, cursors, processed ids and
+//! snapshots. The key layout is in [`crate::layout`].
+//!
+//! Appends are serialized by one mutex (the writer). The writer keeps the head and a cache of
+//! stream versions equal to what sled holds; after a failed write or flush it re-reads them.
+//! Readers see records up to the published head, which moves only after the batch is written
+//! and flushed, so a reader never sees a record that is not yet durable.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use crate::append::{AppendRequest, Appended};
+use crate::error::{AppendError, LogError};
+use crate::layout::{self, HEAD_KEY, META_KEY};
+use crate::record::{Damage, GENESIS, Head, Record, chain_hash, check_hash, check_link};
+
+/// How [`EventLog::open_with`] opens a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// How many of the last records to re-verify (chain and hashes) on open. Default 1024.
+    pub verify_tail: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { verify_tail: 1024 }
+    }
+}
+
+/// Stream versions cached by the writer; cleared when it grows past this.
+const VERSION_CACHE_MAX: usize = 1 << 16;
+
+/// A service's append-only, hash-chained event log. Cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub struct EventLog {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for EventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLog")
+            .field("path", &self.inner.path)
+            .field("head", &self.inner.head())
+            .finish()
+    }
+}
+
+struct Inner {
+    db: sled::Db,
+    path: PathBuf,
+    writer: Mutex<Writer>,
+    /// The head readers see: always a durable, fully written record (or genesis).
+    published: RwLock<Head>,
+}
+
+/// State owned by the appender; equal to what sled holds whenever the mutex is free.
+struct Writer {
+    head: Head,
+    versions: HashMap<String, u64>,
+    /// Set when, after a failed write, sled's state could not be read back consistently.
+    broken: Option<String>,
+}
+
+/// One group commit being assembled.
+struct Staging {
+    batch: sled::Batch,
+    head: Head,
+    versions: HashMap<String, u64>,
+    ids: HashSet<String>,
+    writes: bool,
+}
+
+impl EventLog {
+    /// Opens (or creates) the log in the folder `path` with [`Options::default`].
+    pub fn open(path: &Path) -> Result<Self, LogError> {
+        Self::open_with(path, Options::default())
+    }
+
+    /// Opens (or creates) the log in the folder `path`. Checks the format marker, that the
+    /// stored head matches the last record, and re-verifies the last `opts.verify_tail` records.
+    pub fn open_with(path: &Path, opts: Options) -> Result<Self, LogError> {
+        let db = sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|e| LogError::storage(path, "opening", e))?;
+        check_meta(&db, path, true)?;
+        let head = load_head(&db, path)?;
+        verify_tail(&db, path, head, opts.verify_tail)?;
+        Ok(EventLog {
+            inner: Arc::new(Inner {
+                db,
+                path: path.to_path_buf(),
+                writer: Mutex::new(Writer {
+                    head,
+                    versions: HashMap::new(),
+                    broken: None,
+                }),
+                published: RwLock::new(head),
+            }),
+        })
+    }
+
+    /// Appends many requests as one group commit. Each request is checked on its own (a
+    /// conflict in one fails only that one); requests for the same stream see the effect of
+    /// earlier ones in the batch. All accepted requests are written in one atomic sled batch and
+    /// flushed once before this returns. Results are in request order.
+    pub fn append_batch(&self, reqs: Vec<AppendRequest>) -> Vec<Result<Appended, AppendError>> {
+        self.inner.append_batch(reqs)
+    }
+
+    /// Appends one request (a batch of one).
+    pub fn append(&self, req: AppendRequest) -> Result<Appended, AppendError> {
+        self.inner
+            .append_batch(vec![req])
+            .pop()
+            .unwrap_or_else(|| Err(AppendError::Storage("the append returned no result".into())))
+    }
+
+    /// The last durable record's seq and hash.
+    pub fn head(&self) -> Head {
+        self.inner.head()
+    }
+
+    /// The number of events in `stream` (0 for a stream never written).
+    pub fn stream_version(&self, stream: &str) -> Result<u64, LogError> {
+        self.inner.stream_version(stream)
+    }
+
+    /// Records with seq >= `seq` up to the head at the time of the call, in order. Sequence
+    /// numbers and `prev_hash` links are checked as it goes (hashes are not recomputed; see
+    /// [`EventLog::verify`]); the first damage ends the iteration with an error.
+    pub fn read_from(&self, seq: u64) -> impl Iterator<Item = Result<Record, LogError>> + '_ {
+        self.inner.read_from(seq)
+    }
+
+    /// The records of one stream in version order.
+    pub fn read_stream(&self, stream: &str) -> impl Iterator<Item = Result<Record, LogError>> + '_ {
+        self.inner.read_stream(stream)
+    }
+
+    /// The record at `seq`, or `None` past the head.
+    pub fn get(&self, seq: u64) -> Result<Option<Record>, LogError> {
+        self.inner.get(seq)
+    }
+
+    /// The seq of the record holding the event `event_id`, if it is in the log.
+    pub fn seq_of_event(&self, event_id: &str) -> Result<Option<u64>, LogError> {
+        self.inner.seq_of_event(event_id)
+    }
+
+    /// Whether an append recorded `input_id` as processed.
+    pub fn is_processed(&self, input_id: &str) -> Result<bool, LogError> {
+        self.inner.is_processed(input_id)
+    }
+
+    /// The cursor `name`; 0 when never set.
+    pub fn cursor(&self, name: &str) -> Result<u64, LogError> {
+        self.inner.cursor(name)
+    }
+
+    /// Sets the cursor `name`. Written, not flushed (sled flushes it within half a second, and
+    /// every append or [`EventLog::flush`] flushes it too).
+    pub fn set_cursor(&self, name: &str, seq: u64) -> Result<(), LogError> {
+        self.inner.set_cursor(name, seq)
+    }
+
+    /// Stores a snapshot taken at `seq` under `name` with a sha256 checksum, and flushes.
+    pub fn save_snapshot(&self, name: &str, seq: u64, bytes: &[u8]) -> Result<(), LogError> {
+        self.inner.save_snapshot(name, seq, bytes)
+    }
+
+    /// The snapshot `name` and the seq it was taken at; a checksum mismatch is
+    /// [`LogError::Damaged`].
+    pub fn load_snapshot(&self, name: &str) -> Result<Option<(u64, Vec<u8>)>, LogError> {
+        self.inner.load_snapshot(name)
+    }
+
+    /// Removes the snapshot `name` (e.g. after it was found damaged).
+    pub fn delete_snapshot(&self, name: &str) -> Result<(), LogError> {
+        self.inner.delete_snapshot(name)
+    }
+
+    /// Verifies the whole log: the format marker, the head against the last record, every
+    /// record's link and hash, every stream's versions, and the event id, stream and version
+    /// indexes. Appends wait while it runs. Returns the head.
+    pub fn verify(&self) -> Result<Head, LogError> {
+        self.inner.verify()
+    }
+
+    /// Flushes everything written (fsync).
+    pub fn flush(&self) -> Result<(), LogError> {
+        self.inner.flush()
+    }
+
+    /// The folder the log lives in.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+}
+
+/// Checks the format marker; on a brand-new (empty) database writes it when `create`.
+fn check_meta(db: &sled::Db, path: &Path, create: bool) -> Result<(), LogError> {
+    let st = |e| LogError::storage(path, "reading", e);
+    match db.get(META_KEY).map_err(st)? {
+        Some(v) => match v.strip_prefix(layout::MAGIC) {
+            Some([f]) if *f == layout::LOG_FORMAT => Ok(()),
+            Some([f]) => Err(LogError::UnsupportedFormat {
+                path: path.to_path_buf(),
+                found: *f,
+                supported: layout::LOG_FORMAT,
+            }),
+            _ => Err(LogError::NotALog {
+                path: path.to_path_buf(),
+                reason: "its format marker is not an event log's".into(),
+            }),
+        },
+        None if create && db.first().map_err(st)?.is_none() => {
+            db.insert(META_KEY, layout::meta_value())
+                .map_err(|e| LogError::storage(path, "initializing", e))?;
+            db.flush()
+                .map_err(|e| LogError::storage(path, "flushing", e))?;
+            Ok(())
+        }
+        None => Err(LogError::NotALog {
+            path: path.to_path_buf(),
+            reason: "it holds data but no event log format marker".into(),
+        }),
+    }
+}
+
+/// The last key with the record prefix, decoded to its seq.
+fn last_record(db: &sled::Db, path: &Path) -> Result<Option<(u64, sled::IVec)>, LogError> {
+    match db.scan_prefix([layout::RECORD]).next_back() {
+        None => Ok(None),
+        Some(Err(e)) => Err(LogError::storage(path, "reading", e)),
+        Some(Ok((k, v))) => match layout::record_key_seq(&k) {
+            Some(seq) => Ok(Some((seq, v))),
+            None => Err(LogError::corrupt(
+                path,
+                "the record keys",
+                format!("the key {} is not a record key", hex::encode(&k)),
+            )),
+        },
+    }
+}
+
+/// Reads the stored head and checks it against the last stored record.
+fn load_head(db: &sled::Db, path: &Path) -> Result<Head, LogError> {
+    let damaged = |seq, reason: String| LogError::damaged(path, Damage::new(seq, reason));
+    let stored = db
+        .get(HEAD_KEY)
+        .map_err(|e| LogError::storage(path, "reading", e))?;
+    let last = last_record(db, path)?;
+    let Some(stored) = stored else {
+        return match last {
+            None => Ok(Head::GENESIS),
+            Some((seq, _)) => Err(damaged(
+                seq,
+                "stored, but the log has no head (its head was lost)".into(),
+            )),
+        };
+    };
+    let head = layout::decode_head(&stored).map_err(|r| LogError::corrupt(path, "the head", r))?;
+    let last_seq = last.as_ref().map_or(0, |(s, _)| *s);
+    if last_seq < head.seq {
+        return Err(damaged(
+            last_seq + 1,
+            format!(
+                "missing: the head says the log ends at record {}, but the last record stored is {}",
+                head.seq, last_seq
+            ),
+        ));
+    }
+    if last_seq > head.seq {
+        return Err(damaged(
+            head.seq + 1,
+            format!(
+                "stored past the head, which says the log ends at record {}",
+                head.seq
+            ),
+        ));
+    }
+    match last {
+        None if head.hash == GENESIS => Ok(head),
+        None => Err(LogError::corrupt(
+            path,
+            "the head",
+            "the head of an empty log has a non-zero hash",
+        )),
+        Some((seq, value)) => {
+            let rec =
+                layout::decode_record_ref(seq, &value).map_err(|d| LogError::damaged(path, d))?;
+            if rec.hash != head.hash {
+                return Err(damaged(
+                    seq,
+                    "its hash does not match the log's head".into(),
+                ));
+            }
+            Ok(head)
+        }
+    }
+}
+
+/// Re-verifies the chain of the last `n` records up to `head`.
+fn verify_tail(db: &sled::Db, path: &Path, head: Head, n: usize) -> Result<(), LogError> {
+    if n == 0 || head.seq == 0 {
+        return Ok(());
+    }
+    let n = u64::try_from(n).unwrap_or(u64::MAX);
+    let start = head.seq.saturating_sub(n) + 1;
+    let prev = if start == 1 {
+        Head::GENESIS
+    } else {
+        let seq = start - 1;
+        let value = db
+            .get(layout::record_key(seq))
+            .map_err(|e| LogError::storage(path, "reading", e))?
+            .ok_or_else(|| LogError::damaged(path, Damage::new(seq, "missing")))?;
+        let rec = layout::decode_record_ref(seq, &value).map_err(|d| LogError::damaged(path, d))?;
+        Head {
+            seq,
+            hash: rec.hash,
+        }
+    };
+    for rec in Records::new(db, path, start, head.seq, Some(prev), true) {
+        rec?;
+    }
+    Ok(())
+}
+
+/// Records `start..=end` from sled, checked as they are decoded.
+struct Records<'a> {
+    iter: sled::Iter,
+    path: &'a Path,
+    next: u64,
+    end: u64,
+    /// The head the next record must follow, when known.
+    prev: Option<Head>,
+    check_hashes: bool,
+    done: bool,
+}
+
+impl<'a> Records<'a> {
+    fn new(
+        db: &sled::Db,
+        path: &'a Path,
+        start: u64,
+        end: u64,
+        prev: Option<Head>,
+        check_hashes: bool,
+    ) -> Self {
+        let start = start.max(1);
+        Records {
+            iter: db.range(layout::record_key(start)..=layout::record_key(end)),
+            path,
+            next: start,
+            end,
+            prev,
+            check_hashes,
+            done: start > end,
+        }
+    }
+
+    fn step(&mut self) -> Result<Record, LogError> {
+        let expected = self.next;
+        let damaged = |d| LogError::damaged(self.path, d);
+        let (key, value) = match self.iter.next() {
+            None => {
+                return Err(damaged(Damage::new(
+                    expected,
+                    format!("missing (the log should hold records up to {})", self.end),
+                )));
+            }
+            Some(Err(e)) => return Err(LogError::storage(self.path, "reading", e)),
+            Some(Ok(kv)) => kv,
+        };
+        let seq = layout::record_key_seq(&key).ok_or_else(|| {
+            damaged(Damage::new(
+                expected,
+                format!(
+                    "in its place is a key that is not a record key ({})",
+                    hex::encode(&key)
+                ),
+            ))
+        })?;
+        if seq != expected {
+            return Err(damaged(Damage::new(
+                expected,
+                format!("missing (the next record stored is {seq})"),
+            )));
+        }
+        let rec = layout::decode_record(seq, &value).map_err(damaged)?;
+        if let Some(prev) = &self.prev {
+            check_link(prev, &rec).map_err(damaged)?;
+        }
+        if self.check_hashes {
+            check_hash(&rec).map_err(damaged)?;
+        }
+        self.prev = Some(Head::from(&rec));
+        if seq >= self.end {
+            self.done = true;
+        }
+        self.next = seq.saturating_add(1);
+        Ok(rec)
+    }
+}
+
+impl Iterator for Records<'_> {
+    type Item = Result<Record, LogError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done || self.next > self.end {
+            return None;
+        }
+        let r = self.step();
+        if r.is_err() {
+            self.done = true;
+        }
+        Some(r)
+    }
+}
+
+/// One stream's records through its `v` index.
+struct StreamRecords<'a> {
+    inner: &'a Inner,
+    iter: Option<sled::Iter>,
+    prefix_len: usize,
+    stream: String,
+    next_version: u64,
+    head: u64,
+}
+
+impl StreamRecords<'_> {
+    fn step(&mut self) -> Option<Result<Record, LogError>> {
+        let path = &self.inner.path;
+        let (key, value) = match self.iter.as_mut()?.next()? {
+            Err(e) => return Some(Err(LogError::storage(path, "reading", e))),
+            Ok(kv) => kv,
+        };
+        let what = || format!("the index of stream {}", self.stream);
+        let Some(version) = key.get(self.prefix_len..).and_then(layout::be_u64) else {
+            return Some(Err(LogError::corrupt(
+                path,
+                what(),
+                format!("the key {} has no version", hex::encode(&key)),
+            )));
+        };
+        if version != self.next_version {
+            return Some(Err(LogError::corrupt(
+                path,
+                what(),
+                format!(
+                    "version {} is missing (the next entry is version {version})",
+                    self.next_version
+                ),
+            )));
+        }
+        let Some(seq) = layout::be_u64(&value) else {
+            return Some(Err(LogError::corrupt(
+                path,
+                what(),
+                format!("the entry for version {version} is not a seq"),
+            )));
+        };
+        if seq > self.head {
+            // Written by an append that has not finished yet.
+            return None;
+        }
+        let rec = match self.inner.get_record(seq) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                return Some(Err(LogError::damaged(
+                    path,
+                    Damage::new(
+                        seq,
+                        format!(
+                            "missing (indexed as version {version} of stream {})",
+                            self.stream
+                        ),
+                    ),
+                )));
+            }
+            Err(e) => return Some(Err(e)),
+        };
+        if rec.stream != self.stream || rec.version != version {
+            return Some(Err(LogError::damaged(
+                path,
+                Damage::new(
+                    seq,
+                    format!(
+                        "indexed as version {version} of stream {}, but holds version {} of stream {}",
+                        self.stream, rec.version, rec.stream
+                    ),
+                ),
+            )));
+        }
+        self.next_version += 1;
+        Some(Ok(rec))
+    }
+}
+
+impl Iterator for StreamRecords<'_> {
+    type Item = Result<Record, LogError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let r = self.step();
+        if !matches!(r, Some(Ok(_))) {
+            self.iter = None;
+        }
+        r
+    }
+}
+
+impl Inner {
+    fn head(&self) -> Head {
+        match self.published.read() {
+            Ok(h) => *h,
+            Err(p) => *p.into_inner(),
+        }
+    }
+
+    fn publish(&self, head: Head) {
+        match self.published.write() {
+            Ok(mut h) => *h = head,
+            Err(p) => *p.into_inner() = head,
+        }
+    }
+
+    fn storage(&self, doing: &str, e: impl std::fmt::Display) -> LogError {
+        LogError::storage(&self.path, doing, e)
+    }
+
+    /// The writer; after a panic while it was held, its state is re-read from sled.
+    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        match self.writer.lock() {
+            Ok(w) => w,
+            Err(p) => {
+                self.writer.clear_poison();
+                let mut w = p.into_inner();
+                self.reload(&mut w);
+                w
+            }
+        }
+    }
+
+    /// Makes the writer equal to sled again after a failed write; marks it broken when sled's
+    /// state is not consistent.
+    fn reload(&self, w: &mut Writer) {
+        w.versions.clear();
+        match load_head(&self.db, &self.path) {
+            Ok(head) => {
+                w.head = head;
+                w.broken = None;
+                self.publish(head);
+            }
+            Err(e) => {
+                w.broken = Some(e.to_string());
+            }
+        }
+    }
+
+    fn stored_version(&self, stream: &str) -> Result<u64, LogError> {
+        let key = layout::prefixed(layout::STREAM_VERSION, stream.as_bytes());
+        match self.db.get(key).map_err(|e| self.storage("reading", e))? {
+            None => Ok(0),
+            Some(v) => layout::be_u64(&v).ok_or_else(|| {
+                LogError::corrupt(
+                    &self.path,
+                    format!("the version of stream {stream}"),
+                    format!("{} bytes, not 8", v.len()),
+                )
+            }),
+        }
+    }
+
+    fn stream_version(&self, stream: &str) -> Result<u64, LogError> {
+        self.stored_version(stream)
+    }
+
+    /// The stream's version as of the staged batch.
+    fn current_version(
+        &self,
+        w: &mut Writer,
+        staging: &Staging,
+        stream: &str,
+    ) -> Result<u64, AppendError> {
+        if let Some(v) = staging.versions.get(stream) {
+            return Ok(*v);
+        }
+        if let Some(v) = w.versions.get(stream) {
+            return Ok(*v);
+        }
+        let v = self.stored_version(stream)?;
+        if w.versions.len() >= VERSION_CACHE_MAX {
+            w.versions.clear();
+        }
+        w.versions.insert(stream.to_owned(), v);
+        Ok(v)
+    }
+
+    /// Checks one request against the log and the batch so far, and stages its writes.
+    fn stage(
+        &self,
+        w: &mut Writer,
+        staging: &mut Staging,
+        req: AppendRequest,
+    ) -> Result<Appended, AppendError> {
+        req.validate()?;
+        let current = self.current_version(w, staging, &req.stream)?;
+        req.expected
+            .check(current)
+            .map_err(|expected| AppendError::Conflict {
+                stream: req.stream.clone(),
+                expected,
+                actual: current,
+            })?;
+        let mut ids = HashSet::with_capacity(req.events.len());
+        for e in &req.events {
+            let key = layout::prefixed(layout::EVENT_ID, e.id.as_bytes());
+            let on_disk = self
+                .db
+                .contains_key(key)
+                .map_err(|e| self.storage("reading", e))?;
+            if on_disk || staging.ids.contains(&e.id) || !ids.insert(e.id.as_str()) {
+                return Err(AppendError::DuplicateEventId(e.id.clone()));
+            }
+        }
+        let n = u64::try_from(req.events.len()).unwrap_or(u64::MAX);
+        let (Some(last_seq), Some(new_version)) =
+            (staging.head.seq.checked_add(n), current.checked_add(n))
+        else {
+            return Err(AppendError::Invalid(
+                "the append would overflow a sequence number".into(),
+            ));
+        };
+        let index_prefix = layout::stream_index_prefix(&req.stream)
+            .ok_or_else(|| AppendError::Invalid("the stream name is too long".into()))?;
+
+        // Nothing below can fail: the request is accepted.
+        let first_seq = staging.head.seq.saturating_add(1);
+        let mut head = staging.head;
+        let mut version = current;
+        let mut staged_ids = Vec::with_capacity(req.events.len());
+        let mut records = Vec::with_capacity(req.events.len());
+        for e in req.events {
+            let seq = head.seq + 1;
+            version += 1;
+            let hash = chain_hash(&head.hash, &e.bytes);
+            let value = layout::encode_record_parts(
+                seq,
+                version,
+                &req.stream,
+                &e.id,
+                &head.hash,
+                &hash,
+                &e.bytes,
+            )
+            .ok_or_else(|| AppendError::Invalid("a name is too long".into()))?;
+            let mut index_key = index_prefix.clone();
+            index_key.extend_from_slice(&version.to_be_bytes());
+            records.push((seq, value, e.id.clone(), index_key));
+            head = Head { seq, hash };
+            staged_ids.push(e.id);
+        }
+        for (seq, value, id, index_key) in records {
+            staging.batch.insert(&layout::record_key(seq), value);
+            staging.batch.insert(
+                layout::prefixed(layout::EVENT_ID, id.as_bytes()),
+                &seq.to_be_bytes(),
+            );
+            staging.batch.insert(index_key, &seq.to_be_bytes());
+        }
+        if n > 0 {
+            staging.batch.insert(
+                layout::prefixed(layout::STREAM_VERSION, req.stream.as_bytes()),
+                &new_version.to_be_bytes(),
+            );
+            staging.versions.insert(req.stream, new_version);
+            staging.writes = true;
+        }
+        for p in &req.processed {
+            staging.batch.insert(
+                layout::prefixed(layout::PROCESSED, p.as_bytes()),
+                &head.seq.to_be_bytes(),
+            );
+            staging.writes = true;
+        }
+        staging.ids.extend(staged_ids);
+        staging.head = head;
+        debug_assert_eq!(head.seq, last_seq);
+        Ok(if n == 0 {
+            Appended {
+                first_seq: head.seq,
+                last_seq: head.seq,
+                stream_version: current,
+            }
+        } else {
+            Appended {
+                first_seq,
+                last_seq,
+                stream_version: new_version,
+            }
+        })
+    }
+
+    fn append_batch(&self, reqs: Vec<AppendRequest>) -> Vec<Result<Appended, AppendError>> {
+        let mut w = self.lock_writer();
+        if let Some(reason) = &w.broken {
+            let msg = format!(
+                "the log at {} refuses appends after a failed write left it inconsistent ({reason}); reopen it",
+                self.path.display()
+            );
+            return reqs
+                .iter()
+                .map(|_| Err(AppendError::Storage(msg.clone())))
+                .collect();
+        }
+        let mut staging = Staging {
+            batch: sled::Batch::default(),
+            head: w.head,
+            versions: HashMap::new(),
+            ids: HashSet::new(),
+            writes: false,
+        };
+        let mut results = Vec::with_capacity(reqs.len());
+        // Whether each result depends on the batch being written.
+        let mut writes = Vec::with_capacity(reqs.len());
+        for req in reqs {
+            let touches = !req.events.is_empty() || !req.processed.is_empty();
+            let before = staging.writes;
+            let r = self.stage(&mut w, &mut staging, req);
+            writes.push(r.is_ok() && touches);
+            debug_assert!(r.is_ok() || staging.writes == before);
+            results.push(r);
+        }
+        if !staging.writes {
+            return results;
+        }
+        staging
+            .batch
+            .insert(HEAD_KEY, &layout::encode_head(&staging.head)[..]);
+        let failure = match self.db.apply_batch(staging.batch) {
+            Err(e) => Some(format!("writing to {}: {e}", self.path.display())),
+            Ok(()) => match self.db.flush() {
+                Err(e) => Some(format!(
+                    "flushing {} (the events may be in the log): {e}",
+                    self.path.display()
+                )),
+                Ok(_) => None,
+            },
+        };
+        match failure {
+            None => {
+                w.head = staging.head;
+                for (stream, v) in staging.versions {
+                    w.versions.insert(stream, v);
+                }
+                self.publish(staging.head);
+            }
+            Some(msg) => {
+                self.reload(&mut w);
+                for (r, wrote) in results.iter_mut().zip(writes) {
+                    if wrote {
+                        *r = Err(AppendError::Storage(msg.clone()));
+                    }
+                }
+            }
+        }
+        results
+    }
+
+    fn read_from(&self, seq: u64) -> Records<'_> {
+        let start = seq.max(1);
+        let prev = (start == 1).then_some(Head::GENESIS);
+        Records::new(&self.db, &self.path, start, self.head().seq, prev, false)
+    }
+
+    fn read_stream(&self, stream: &str) -> StreamRecords<'_> {
+        let prefix = layout::stream_index_prefix(stream);
+        StreamRecords {
+            inner: self,
+            prefix_len: prefix.as_ref().map_or(0, Vec::len),
+            iter: prefix.map(|p| self.db.scan_prefix(p)),
+            stream: stream.to_owned(),
+            next_version: 1,
+            head: self.head().seq,
+        }
+    }
+
+    /// Record `seq` as stored (no head bound).
+    fn get_record(&self, seq: u64) -> Result<Option<Record>, LogError> {
+        match self
+            .db
+            .get(layout::record_key(seq))
+            .map_err(|e| self.storage("reading", e))?
+        {
+            None => Ok(None),
+            Some(v) => layout::decode_record(seq, &v)
+                .map(Some)
+                .map_err(|d| LogError::damaged(&self.path, d)),
+        }
+    }
+
+    fn get(&self, seq: u64) -> Result<Option<Record>, LogError> {
+        if seq == 0 || seq > self.head().seq {
+            return Ok(None);
+        }
+        match self.get_record(seq)? {
+            Some(r) => Ok(Some(r)),
+            None => Err(LogError::damaged(&self.path, Damage::new(seq, "missing"))),
+        }
+    }
+
+    fn seq_of_event(&self, event_id: &str) -> Result<Option<u64>, LogError> {
+        let key = layout::prefixed(layout::EVENT_ID, event_id.as_bytes());
+        let Some(v) = self.db.get(key).map_err(|e| self.storage("reading", e))? else {
+            return Ok(None);
+        };
+        let seq = layout::be_u64(&v).ok_or_else(|| {
+            LogError::corrupt(
+                &self.path,
+                format!("the index entry of event {event_id}"),
+                format!("{} bytes, not 8", v.len()),
+            )
+        })?;
+        Ok((seq <= self.head().seq).then_some(seq))
+    }
+
+    fn is_processed(&self, input_id: &str) -> Result<bool, LogError> {
+        let key = layout::prefixed(layout::PROCESSED, input_id.as_bytes());
+        self.db
+            .contains_key(key)
+            .map_err(|e| self.storage("reading", e))
+    }
+
+    fn cursor(&self, name: &str) -> Result<u64, LogError> {
+        let key = layout::prefixed(layout::CURSOR, name.as_bytes());
+        match self.db.get(key).map_err(|e| self.storage("reading", e))? {
+            None => Ok(0),
+            Some(v) => layout::be_u64(&v).ok_or_else(|| {
+                LogError::corrupt(
+                    &self.path,
+                    format!("cursor {name}"),
+                    format!("{} bytes, not 8", v.len()),
+                )
+            }),
+        }
+    }
+
+    fn set_cursor(&self, name: &str, seq: u64) -> Result<(), LogError> {
+        let key = layout::prefixed(layout::CURSOR, name.as_bytes());
+        self.db
+            .insert(key, &seq.to_be_bytes())
+            .map(|_| ())
+            .map_err(|e| self.storage("writing to", e))
+    }
+
+    fn save_snapshot(&self, name: &str, seq: u64, bytes: &[u8]) -> Result<(), LogError> {
+        let key = layout::prefixed(layout::SNAPSHOT, name.as_bytes());
+        self.db
+            .insert(key, layout::encode_snapshot(seq, bytes))
+            .map_err(|e| self.storage("writing to", e))?;
+        self.flush()
+    }
+
+    fn load_snapshot(&self, name: &str) -> Result<Option<(u64, Vec<u8>)>, LogError> {
+        let key = layout::prefixed(layout::SNAPSHOT, name.as_bytes());
+        let Some(v) = self.db.get(key).map_err(|e| self.storage("reading", e))? else {
+            return Ok(None);
+        };
+        match layout::decode_snapshot(&v) {
+            Ok(s) => Ok(Some(s)),
+            Err(layout::SnapshotDefect::Checksum { seq }) => Err(LogError::damaged(
+                &self.path,
+                Damage::new(
+                    seq,
+                    format!(
+                        "the snapshot {name:?} taken at this record fails its checksum (delete it to rebuild from the log)"
+                    ),
+                ),
+            )),
+            Err(layout::SnapshotDefect::Unreadable(reason)) => Err(LogError::corrupt(
+                &self.path,
+                format!("snapshot {name:?}"),
+                reason,
+            )),
+        }
+    }
+
+    fn delete_snapshot(&self, name: &str) -> Result<(), LogError> {
+        let key = layout::prefixed(layout::SNAPSHOT, name.as_bytes());
+        self.db
+            .remove(key)
+            .map_err(|e| self.storage("writing to", e))?;
+        self.flush()
+    }
+
+    fn flush(&self) -> Result<(), LogError> {
+        self.db
+            .flush()
+            .map(|_| ())
+            .map_err(|e| self.storage("flushing", e))
+    }
+
+    fn verify(&self) -> Result<Head, LogError> {
+        let w = self.lock_writer();
+        let path = self.path.as_path();
+        check_meta(&self.db, path, false)?;
+        let head = load_head(&self.db, path)?;
+        if head != w.head {
+            return Err(LogError::damaged(
+                path,
+                Damage::new(
+                    head.seq,
+                    format!(
+                        "the stored head (record {}) is not the head this process wrote (record {})",
+                        head.seq, w.head.seq
+                    ),
+                ),
+            ));
+        }
+        let damaged = |seq, reason: String| LogError::damaged(path, Damage::new(seq, reason));
+        let mut versions: HashMap<String, u64> = HashMap::new();
+        let mut last = Head::GENESIS;
+        for rec in Records::new(&self.db, path, 1, head.seq, Some(Head::GENESIS), true) {
+            let rec = rec?;
+            let v = versions.entry(rec.stream.clone()).or_insert(0);
+            *v += 1;
+            if rec.version != *v {
+                return Err(damaged(
+                    rec.seq,
+                    format!(
+                        "it is version {} of stream {}, but should be version {}",
+                        rec.version, rec.stream, v
+                    ),
+                ));
+            }
+            let indexed =
+                self.seq_entry(layout::prefixed(layout::EVENT_ID, rec.event_id.as_bytes()))?;
+            if indexed != Some(rec.seq) {
+                return Err(damaged(
+                    rec.seq,
+                    format!(
+                        "the event id index maps its event {} to {}",
+                        rec.event_id,
+                        describe(indexed)
+                    ),
+                ));
+            }
+            let key = layout::stream_index_key(&rec.stream, rec.version)
+                .ok_or_else(|| damaged(rec.seq, "its stream name is too long".into()))?;
+            let indexed = self.seq_entry(key)?;
+            if indexed != Some(rec.seq) {
+                return Err(damaged(
+                    rec.seq,
+                    format!(
+                        "the stream index maps version {} of stream {} to {}",
+                        rec.version,
+                        rec.stream,
+                        describe(indexed)
+                    ),
+                ));
+            }
+            last = Head::from(&rec);
+        }
+        if last != head {
+            return Err(damaged(head.seq, "it does not match the log's head".into()));
+        }
+        let mut streams = 0usize;
+        for kv in self.db.scan_prefix([layout::STREAM_VERSION]) {
+            let (k, v) = kv.map_err(|e| self.storage("reading", e))?;
+            let stream = String::from_utf8_lossy(k.get(1..).unwrap_or_default()).into_owned();
+            let stored = layout::be_u64(&v);
+            let counted = versions.get(&stream).copied();
+            if stored != counted {
+                return Err(LogError::corrupt(
+                    path,
+                    format!("the version of stream {stream}"),
+                    format!(
+                        "stored as {}, but the log holds {} of its events",
+                        stored.map_or_else(|| "garbage".to_string(), |v| v.to_string()),
+                        counted.unwrap_or(0)
+                    ),
+                ));
+            }
+            streams += 1;
+        }
+        if streams != versions.len() {
+            return Err(LogError::corrupt(
+                path,
+                "the stream versions",
+                format!(
+                    "{} streams have events but {streams} have a stored version",
+                    versions.len()
+                ),
+            ));
+        }
+        for (prefix, what) in [
+            (layout::EVENT_ID, "the event id index"),
+            (layout::STREAM_INDEX, "the stream index"),
+        ] {
+            let n = self.db.scan_prefix([prefix]).count();
+            if u64::try_from(n).ok() != Some(head.seq) {
+                return Err(LogError::corrupt(
+                    path,
+                    what,
+                    format!("it has {n} entries for {} records", head.seq),
+                ));
+            }
+        }
+        Ok(head)
+    }
+
+    /// A stored big-endian u64 (an index entry), `None` when absent.
+    fn seq_entry(&self, key: Vec<u8>) -> Result<Option<u64>, LogError> {
+        match self.db.get(&key).map_err(|e| self.storage("reading", e))? {
+            None => Ok(None),
+            Some(v) => layout::be_u64(&v).map(Some).ok_or_else(|| {
+                LogError::corrupt(
+                    &self.path,
+                    "an index entry",
+                    format!("the value under {} is not a seq", hex::encode(&key)),
+                )
+            }),
+        }
+    }
+}
+
+fn describe(seq: Option<u64>) -> String {
+    match seq {
+        Some(s) => format!("record {s}"),
+        None => "nothing".into(),
+    }
+}
+
+/// Used by [`crate::EventStore`]'s implementation.
+impl EventLog {
+    pub(crate) fn boxed_read_from(
+        &self,
+        seq: u64,
+    ) -> Box<dyn Iterator<Item = Result<Record, LogError>> + '_> {
+        Box::new(self.inner.read_from(seq))
+    }
+
+    pub(crate) fn boxed_read_stream(
+        &self,
+        stream: &str,
+    ) -> Box<dyn Iterator<Item = Result<Record, LogError>> + '_> {
+        Box::new(self.inner.read_stream(stream))
+    }
+}

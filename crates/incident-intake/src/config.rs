@@ -1,0 +1,56 @@
+//! Intake's configuration: every setting from a flag or an environment variable, read once.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "incident-intake",
+    version,
+    about = "Takes incidents in and owns their lifecycle"
+)]
+pub struct Config {
+    /// NATS server URL.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// Folder of intake's event log.
+    #[arg(long, env = "DATA_DIR", default_value = "data/intake")]
+    pub data_dir: PathBuf,
+    /// gRPC listen address.
+    #[arg(long, env = "GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+    /// HTTP listen address (/healthz, /readyz, /metrics).
+    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// TOML file overriding cells of the impact x urgency priority matrix.
+    #[arg(long, env = "PRIORITY_MATRIX_FILE")]
+    pub priority_matrix_file: Option<PathBuf>,
+    /// How long JetStream drops re-published event ids, in seconds (for streams it creates).
+    #[arg(long, env = "NATS_DUPLICATE_WINDOW_SECS", default_value_t = 120)]
+    pub duplicate_window_secs: u64,
+    /// Log format: text or json.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+impl Config {
+    /// The defaults, with the data under `data_dir` (for tests and embedding).
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>, nats_url: &str) -> Self {
+        Self {
+            nats_url: nats_url.to_owned(),
+            data_dir: data_dir.into(),
+            grpc_addr: ([127, 0, 0, 1], 0).into(),
+            http_addr: ([127, 0, 0, 1], 0).into(),
+            priority_matrix_file: None,
+            duplicate_window_secs: 120,
+            log_format: "text".into(),
+        }
+    }
+
+    pub fn duplicate_window(&self) -> Duration {
+        Duration::from_secs(self.duplicate_window_secs.max(1))
+    }
+}

@@ -1,0 +1,107 @@
+//! What every service binary shares: structured logging from `RUST_LOG`/`LOG_FORMAT`, the
+//! shutdown signal (SIGTERM or Ctrl-C), binding and announcing listeners, the reflection
+//! services, and writing Prometheus text.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+
+/// Logs to standard error, JSON when `format` is `json`, levels from `RUST_LOG` (default info).
+pub fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Binds the gRPC and HTTP listeners and prints `{"listening":{"grpc":..,"http":..}}` on
+/// standard output (tests and scripts read it; port 0 picks a free port).
+pub async fn bind_and_announce(
+    grpc: SocketAddr,
+    http: SocketAddr,
+) -> anyhow::Result<(TcpListener, TcpListener)> {
+    let grpc = TcpListener::bind(grpc).await?;
+    let http = TcpListener::bind(http).await?;
+    println!(
+        "{}",
+        serde_json::json!({"listening": {
+            "grpc": grpc.local_addr()?.to_string(),
+            "http": http.local_addr()?.to_string(),
+        }})
+    );
+    Ok((grpc, http))
+}
+
+/// Server reflection v1 and v1alpha for `incident.v1` and `grpc.health.v1`.
+pub fn reflection() -> anyhow::Result<(
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    tonic_reflection::server::v1alpha::ServerReflectionServer<
+        impl tonic_reflection::server::v1alpha::ServerReflection,
+    >,
+)> {
+    let v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(incident_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(incident_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    Ok((v1, v1alpha))
+}
+
+/// Appends one metric family to a Prometheus text exposition. `samples` are (labels, value),
+/// labels written as `a="x",b="y"` or empty.
+pub fn metric_family(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: &[(String, u64)],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    }
+}
+
+/// One unlabelled sample.
+pub fn sample(value: u64) -> Vec<(String, u64)> {
+    vec![(String::new(), value)]
+}
