@@ -26,7 +26,9 @@
 //! ```
 
 mod append;
+mod checks;
 mod error;
+mod iter;
 pub mod layout;
 mod log;
 mod record;

@@ -1,6 +1,6 @@
-//! [`EventLog`]: the sled-backed log. Owns opening (format check, head check, tail
-//! verification), the group-commit append, reads, full verification, cursors, processed ids and
-//! snapshots. The key layout is in [`crate::layout`].
+//! [`EventLog`]: the sled-backed log. Owns opening (running the checks in `checks`), the
+//! group-commit append, reads, full verification, cursors, processed ids and snapshots. The key
+//! layout is in [`crate::layout`].
 //!
 //! Appends are serialized by one mutex (the writer). The writer keeps the head and a cache of
 //! stream versions equal to what sled holds; after a failed write or flush it re-reads them.
@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::append::{AppendRequest, Appended};
+use crate::checks::{check_meta, load_head, verify_tail};
 use crate::error::{AppendError, LogError};
-use crate::layout::{self, HEAD_KEY, META_KEY};
-use crate::record::{Damage, GENESIS, Head, Record, chain_hash, check_hash, check_link};
+use crate::iter::{Records, StreamRecords};
+use crate::layout::{self, HEAD_KEY};
+use crate::record::{Damage, Head, Record, chain_hash};
 
 /// How [`EventLog::open_with`] opens a log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,9 +49,9 @@ impl std::fmt::Debug for EventLog {
     }
 }
 
-struct Inner {
-    db: sled::Db,
-    path: PathBuf,
+pub(crate) struct Inner {
+    pub(crate) db: sled::Db,
+    pub(crate) path: PathBuf,
     writer: Mutex<Writer>,
     /// The head readers see: always a durable, fully written record (or genesis).
     published: RwLock<Head>,
@@ -200,319 +202,6 @@ impl EventLog {
     }
 }
 
-/// Checks the format marker; on a brand-new (empty) database writes it when `create`.
-fn check_meta(db: &sled::Db, path: &Path, create: bool) -> Result<(), LogError> {
-    let st = |e| LogError::storage(path, "reading", e);
-    match db.get(META_KEY).map_err(st)? {
-        Some(v) => match v.strip_prefix(layout::MAGIC) {
-            Some([f]) if *f == layout::LOG_FORMAT => Ok(()),
-            Some([f]) => Err(LogError::UnsupportedFormat {
-                path: path.to_path_buf(),
-                found: *f,
-                supported: layout::LOG_FORMAT,
-            }),
-            _ => Err(LogError::NotALog {
-                path: path.to_path_buf(),
-                reason: "its format marker is not an event log's".into(),
-            }),
-        },
-        None if create && db.first().map_err(st)?.is_none() => {
-            db.insert(META_KEY, layout::meta_value())
-                .map_err(|e| LogError::storage(path, "initializing", e))?;
-            db.flush()
-                .map_err(|e| LogError::storage(path, "flushing", e))?;
-            Ok(())
-        }
-        None => Err(LogError::NotALog {
-            path: path.to_path_buf(),
-            reason: "it holds data but no event log format marker".into(),
-        }),
-    }
-}
-
-/// The last key with the record prefix, decoded to its seq.
-fn last_record(db: &sled::Db, path: &Path) -> Result<Option<(u64, sled::IVec)>, LogError> {
-    match db.scan_prefix([layout::RECORD]).next_back() {
-        None => Ok(None),
-        Some(Err(e)) => Err(LogError::storage(path, "reading", e)),
-        Some(Ok((k, v))) => match layout::record_key_seq(&k) {
-            Some(seq) => Ok(Some((seq, v))),
-            None => Err(LogError::corrupt(
-                path,
-                "the record keys",
-                format!("the key {} is not a record key", hex::encode(&k)),
-            )),
-        },
-    }
-}
-
-/// Reads the stored head and checks it against the last stored record.
-fn load_head(db: &sled::Db, path: &Path) -> Result<Head, LogError> {
-    let damaged = |seq, reason: String| LogError::damaged(path, Damage::new(seq, reason));
-    let stored = db
-        .get(HEAD_KEY)
-        .map_err(|e| LogError::storage(path, "reading", e))?;
-    let last = last_record(db, path)?;
-    let Some(stored) = stored else {
-        return match last {
-            None => Ok(Head::GENESIS),
-            Some((seq, _)) => Err(damaged(
-                seq,
-                "stored, but the log has no head (its head was lost)".into(),
-            )),
-        };
-    };
-    let head = layout::decode_head(&stored).map_err(|r| LogError::corrupt(path, "the head", r))?;
-    let last_seq = last.as_ref().map_or(0, |(s, _)| *s);
-    if last_seq < head.seq {
-        return Err(damaged(
-            last_seq + 1,
-            format!(
-                "missing: the head says the log ends at record {}, but the last record stored is {}",
-                head.seq, last_seq
-            ),
-        ));
-    }
-    if last_seq > head.seq {
-        return Err(damaged(
-            head.seq + 1,
-            format!(
-                "stored past the head, which says the log ends at record {}",
-                head.seq
-            ),
-        ));
-    }
-    match last {
-        None if head.hash == GENESIS => Ok(head),
-        None => Err(LogError::corrupt(
-            path,
-            "the head",
-            "the head of an empty log has a non-zero hash",
-        )),
-        Some((seq, value)) => {
-            let rec =
-                layout::decode_record_ref(seq, &value).map_err(|d| LogError::damaged(path, d))?;
-            if rec.hash != head.hash {
-                return Err(damaged(
-                    seq,
-                    "its hash does not match the log's head".into(),
-                ));
-            }
-            Ok(head)
-        }
-    }
-}
-
-/// Re-verifies the chain of the last `n` records up to `head`.
-fn verify_tail(db: &sled::Db, path: &Path, head: Head, n: usize) -> Result<(), LogError> {
-    if n == 0 || head.seq == 0 {
-        return Ok(());
-    }
-    let n = u64::try_from(n).unwrap_or(u64::MAX);
-    let start = head.seq.saturating_sub(n) + 1;
-    let prev = if start == 1 {
-        Head::GENESIS
-    } else {
-        let seq = start - 1;
-        let value = db
-            .get(layout::record_key(seq))
-            .map_err(|e| LogError::storage(path, "reading", e))?
-            .ok_or_else(|| LogError::damaged(path, Damage::new(seq, "missing")))?;
-        let rec = layout::decode_record_ref(seq, &value).map_err(|d| LogError::damaged(path, d))?;
-        Head {
-            seq,
-            hash: rec.hash,
-        }
-    };
-    for rec in Records::new(db, path, start, head.seq, Some(prev), true) {
-        rec?;
-    }
-    Ok(())
-}
-
-/// Records `start..=end` from sled, checked as they are decoded.
-struct Records<'a> {
-    iter: sled::Iter,
-    path: &'a Path,
-    next: u64,
-    end: u64,
-    /// The head the next record must follow, when known.
-    prev: Option<Head>,
-    check_hashes: bool,
-    done: bool,
-}
-
-impl<'a> Records<'a> {
-    fn new(
-        db: &sled::Db,
-        path: &'a Path,
-        start: u64,
-        end: u64,
-        prev: Option<Head>,
-        check_hashes: bool,
-    ) -> Self {
-        let start = start.max(1);
-        Records {
-            iter: db.range(layout::record_key(start)..=layout::record_key(end)),
-            path,
-            next: start,
-            end,
-            prev,
-            check_hashes,
-            done: start > end,
-        }
-    }
-
-    fn step(&mut self) -> Result<Record, LogError> {
-        let expected = self.next;
-        let damaged = |d| LogError::damaged(self.path, d);
-        let (key, value) = match self.iter.next() {
-            None => {
-                return Err(damaged(Damage::new(
-                    expected,
-                    format!("missing (the log should hold records up to {})", self.end),
-                )));
-            }
-            Some(Err(e)) => return Err(LogError::storage(self.path, "reading", e)),
-            Some(Ok(kv)) => kv,
-        };
-        let seq = layout::record_key_seq(&key).ok_or_else(|| {
-            damaged(Damage::new(
-                expected,
-                format!(
-                    "in its place is a key that is not a record key ({})",
-                    hex::encode(&key)
-                ),
-            ))
-        })?;
-        if seq != expected {
-            return Err(damaged(Damage::new(
-                expected,
-                format!("missing (the next record stored is {seq})"),
-            )));
-        }
-        let rec = layout::decode_record(seq, &value).map_err(damaged)?;
-        if let Some(prev) = &self.prev {
-            check_link(prev, &rec).map_err(damaged)?;
-        }
-        if self.check_hashes {
-            check_hash(&rec).map_err(damaged)?;
-        }
-        self.prev = Some(Head::from(&rec));
-        if seq >= self.end {
-            self.done = true;
-        }
-        self.next = seq.saturating_add(1);
-        Ok(rec)
-    }
-}
-
-impl Iterator for Records<'_> {
-    type Item = Result<Record, LogError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done || self.next > self.end {
-            return None;
-        }
-        let r = self.step();
-        if r.is_err() {
-            self.done = true;
-        }
-        Some(r)
-    }
-}
-
-/// One stream's records through its `v` index.
-struct StreamRecords<'a> {
-    inner: &'a Inner,
-    iter: Option<sled::Iter>,
-    prefix_len: usize,
-    stream: String,
-    next_version: u64,
-    head: u64,
-}
-
-impl StreamRecords<'_> {
-    fn step(&mut self) -> Option<Result<Record, LogError>> {
-        let path = &self.inner.path;
-        let (key, value) = match self.iter.as_mut()?.next()? {
-            Err(e) => return Some(Err(LogError::storage(path, "reading", e))),
-            Ok(kv) => kv,
-        };
-        let what = || format!("the index of stream {}", self.stream);
-        let Some(version) = key.get(self.prefix_len..).and_then(layout::be_u64) else {
-            return Some(Err(LogError::corrupt(
-                path,
-                what(),
-                format!("the key {} has no version", hex::encode(&key)),
-            )));
-        };
-        if version != self.next_version {
-            return Some(Err(LogError::corrupt(
-                path,
-                what(),
-                format!(
-                    "version {} is missing (the next entry is version {version})",
-                    self.next_version
-                ),
-            )));
-        }
-        let Some(seq) = layout::be_u64(&value) else {
-            return Some(Err(LogError::corrupt(
-                path,
-                what(),
-                format!("the entry for version {version} is not a seq"),
-            )));
-        };
-        if seq > self.head {
-            // Written by an append that has not finished yet.
-            return None;
-        }
-        let rec = match self.inner.get_record(seq) {
-            Ok(Some(r)) => r,
-            Ok(None) => {
-                return Some(Err(LogError::damaged(
-                    path,
-                    Damage::new(
-                        seq,
-                        format!(
-                            "missing (indexed as version {version} of stream {})",
-                            self.stream
-                        ),
-                    ),
-                )));
-            }
-            Err(e) => return Some(Err(e)),
-        };
-        if rec.stream != self.stream || rec.version != version {
-            return Some(Err(LogError::damaged(
-                path,
-                Damage::new(
-                    seq,
-                    format!(
-                        "indexed as version {version} of stream {}, but holds version {} of stream {}",
-                        self.stream, rec.version, rec.stream
-                    ),
-                ),
-            )));
-        }
-        self.next_version += 1;
-        Some(Ok(rec))
-    }
-}
-
-impl Iterator for StreamRecords<'_> {
-    type Item = Result<Record, LogError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let r = self.step();
-        if !matches!(r, Some(Ok(_))) {
-            self.iter = None;
-        }
-        r
-    }
-}
-
 impl Inner {
     fn head(&self) -> Head {
         match self.published.read() {
@@ -638,7 +327,8 @@ impl Inner {
         let index_prefix = layout::stream_index_prefix(&req.stream)
             .ok_or_else(|| AppendError::Invalid("the stream name is too long".into()))?;
 
-        // Nothing below can fail: the request is accepted.
+        // The request is accepted. Encode everything first: the batch is touched only once
+        // nothing can fail any more, so a refused request leaves no writes behind.
         let first_seq = staging.head.seq.saturating_add(1);
         let mut head = staging.head;
         let mut version = current;
@@ -660,11 +350,11 @@ impl Inner {
             .ok_or_else(|| AppendError::Invalid("a name is too long".into()))?;
             let mut index_key = index_prefix.clone();
             index_key.extend_from_slice(&version.to_be_bytes());
-            records.push((seq, value, e.id.clone(), index_key));
+            records.push((seq, value, index_key));
             head = Head { seq, hash };
             staged_ids.push(e.id);
         }
-        for (seq, value, id, index_key) in records {
+        for ((seq, value, index_key), id) in records.into_iter().zip(&staged_ids) {
             staging.batch.insert(&layout::record_key(seq), value);
             staging.batch.insert(
                 layout::prefixed(layout::EVENT_ID, id.as_bytes()),
@@ -778,19 +468,11 @@ impl Inner {
     }
 
     fn read_stream(&self, stream: &str) -> StreamRecords<'_> {
-        let prefix = layout::stream_index_prefix(stream);
-        StreamRecords {
-            inner: self,
-            prefix_len: prefix.as_ref().map_or(0, Vec::len),
-            iter: prefix.map(|p| self.db.scan_prefix(p)),
-            stream: stream.to_owned(),
-            next_version: 1,
-            head: self.head().seq,
-        }
+        StreamRecords::new(self, stream, self.head().seq)
     }
 
     /// Record `seq` as stored (no head bound).
-    fn get_record(&self, seq: u64) -> Result<Option<Record>, LogError> {
+    pub(crate) fn get_record(&self, seq: u64) -> Result<Option<Record>, LogError> {
         match self
             .db
             .get(layout::record_key(seq))
