@@ -127,3 +127,32 @@ pub fn types(events: &[serde_json::Value]) -> Vec<String> {
         .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
         .collect()
 }
+
+/// Starts the SLA timer on `nats` with its data in `data_dir` and the given policy file.
+pub fn start_sla(nats: &NatsServer, data_dir: &Path, policy_file: &Path) -> ServiceProcess {
+    let log = data_dir.with_extension("log");
+    ServiceProcess::spawn(
+        "incident-sla",
+        &[
+            ("NATS_URL", nats.url()),
+            ("DATA_DIR", data_dir.display().to_string()),
+            ("SLA_POLICY_FILE", policy_file.display().to_string()),
+        ],
+        &log,
+    )
+}
+
+/// Runs `incidentctl -o json --sla-url <url> <args>` and returns its JSON.
+pub fn sla_ctl(sla_url: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(bin_path("incidentctl"))
+        .args(["-o", "json", "--sla-url", sla_url])
+        .args(args)
+        .output()
+        .expect("run incidentctl");
+    assert!(
+        out.status.success(),
+        "incidentctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON from incidentctl")
+}

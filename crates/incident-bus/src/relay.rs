@@ -54,6 +54,8 @@ pub struct Relay {
     published: HashMap<String, u64>,
     status: Arc<RelayStatus>,
     wake: Arc<Notify>,
+    /// Records for which this is false stay in the log only (e.g. inputs a service recorded).
+    publish_if: fn(&Record) -> bool,
 }
 
 impl Relay {
@@ -69,7 +71,14 @@ impl Relay {
             published: HashMap::new(),
             status: Arc::new(RelayStatus::default()),
             wake: Arc::new(Notify::new()),
+            publish_if: |_| true,
         }
+    }
+
+    /// Publishes only the records for which `publish_if` is true; the others are passed over.
+    pub fn with_filter(mut self, publish_if: fn(&Record) -> bool) -> Self {
+        self.publish_if = publish_if;
+        self
     }
 
     pub fn status(&self) -> Arc<RelayStatus> {
@@ -142,7 +151,8 @@ impl Relay {
 
         let mut acks = Vec::with_capacity(records.len());
         let mut skipped = 0u64;
-        for rec in &records {
+        let publish_if = self.publish_if;
+        for rec in records.iter().filter(|r| publish_if(r)) {
             let subject = self.spec.subject_for(&rec.stream);
             if rec.seq <= self.uncertain_until && self.already_published(&subject, rec).await? {
                 skipped += 1;

@@ -3,6 +3,7 @@
 //! command exits non-zero with the server's message.
 
 mod output;
+mod sla;
 
 use std::time::Duration;
 
@@ -197,6 +198,22 @@ enum Cmd {
         #[command(flatten)]
         filters: Filters,
     },
+    /// SLA clocks: `sla show ID`, `sla at-risk`, `sla breaches`.
+    Sla {
+        #[command(subcommand)]
+        cmd: sla::SlaCmd,
+    },
+    /// Agreed service levels against the actual ones, per priority, service or group.
+    Report {
+        /// Incidents opened at or after this instant (RFC 3339).
+        #[arg(long)]
+        from: Option<String>,
+        /// Incidents opened before this instant (RFC 3339).
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, default_value = "priority", value_parser = ["priority", "service", "group"])]
+        by: String,
+    },
 }
 
 fn level_i32(l: Level) -> (i32, i32) {
@@ -228,7 +245,7 @@ fn status_i32(s: StatusArg) -> i32 {
     }) as i32
 }
 
-async fn channel(url: &str) -> Result<Channel> {
+pub(crate) async fn channel(url: &str) -> Result<Channel> {
     Endpoint::from_shared(url.to_owned())
         .with_context(|| format!("bad address {url}"))?
         .connect_timeout(Duration::from_secs(5))
@@ -272,8 +289,16 @@ async fn run(cli: Cli) -> Result<()> {
     } else {
         cli.actor.clone()
     };
+    let json_out = matches!(cli.output, Format::Json);
+    let command = match cli.command {
+        Cmd::Sla { cmd } => return sla::run(&cli.sla_url, cmd, json_out).await,
+        Cmd::Report { from, to, by } => {
+            return sla::report(&cli.sla_url, from, to, by, json_out).await;
+        }
+        other => other,
+    };
     let mut intake = IntakeServiceClient::new(channel(&cli.intake_url).await?);
-    match cli.command {
+    match command {
         Cmd::Open {
             title,
             service,
@@ -416,6 +441,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             out.list(&incidents, &page_token);
         }
+        Cmd::Sla { .. } | Cmd::Report { .. } => unreachable!("answered above"),
         Cmd::Watch { filters } => {
             let mut stream = intake
                 .watch_incidents(pb::WatchIncidentsRequest {

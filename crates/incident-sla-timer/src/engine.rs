@@ -1,0 +1,553 @@
+//! The SLA engine: every incident's clocks, the policy versions seen, and the breaches, kept in
+//! memory and rebuilt from the SLA log. It turns an incident event into clock inputs and the SLA
+//! events they cause, and fires due timers into warnings, breaches and escalations. No I/O: the
+//! service persists what it returns before acting on it.
+
+use std::collections::{BTreeSet, HashMap};
+
+use incident_domain::{Envelope, EventKind, IncidentEvent, stored};
+use incident_sla::{
+    ClockInput, ClockKind, ClockView, Due, DueKind, IncidentClocks, PolicySet, Priority, Status,
+};
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use crate::events::{self, *};
+
+/// One incident's clocks and what the SLA timer did about them.
+#[derive(Debug, Clone)]
+pub struct Tracked {
+    pub clocks: IncidentClocks,
+    pub escalations: Vec<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BreachRecord {
+    pub incident_id: String,
+    pub clock: ClockKind,
+    pub priority: String,
+    pub service: String,
+    pub group: String,
+    pub due_at: Timestamp,
+    pub fired_at: Timestamp,
+    pub late_ms: i64,
+    pub target_secs: i64,
+    pub elapsed_secs: i64,
+    pub policy: String,
+    pub policy_hash: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("not an incident event: {0}")]
+    NotAnIncidentEvent(String),
+    #[error("log record {seq}: {reason}")]
+    Replay { seq: u64, reason: String },
+}
+
+#[derive(Debug, Default)]
+pub struct Engine {
+    policies: HashMap<String, PolicySet>,
+    active: Option<String>,
+    incidents: HashMap<String, Tracked>,
+    breaches: Vec<BreachRecord>,
+    /// (next due instant, incident id) for every incident with a running timer.
+    timers: BTreeSet<(Timestamp, String)>,
+    next_due: HashMap<String, Timestamp>,
+}
+
+/// What an input led to: the events to record (in order) and the state to restore if recording
+/// fails.
+pub struct Derived {
+    pub events: Vec<Envelope>,
+    pub undo: Undo,
+}
+
+pub struct Undo {
+    incident_id: String,
+    before: Option<Tracked>,
+    breaches_len: usize,
+}
+
+fn status_of(kind: &EventKind) -> Option<Status> {
+    match kind {
+        EventKind::Acknowledged => Some(Status::Acknowledged),
+        EventKind::WorkStarted | EventKind::Resumed => Some(Status::InProgress),
+        EventKind::PutOnHold { .. } => Some(Status::OnHold),
+        EventKind::Closed => Some(Status::Closed),
+        _ => None,
+    }
+}
+
+fn sla_priority(p: incident_domain::Priority) -> Priority {
+    match p {
+        incident_domain::Priority::P1 => Priority::P1,
+        incident_domain::Priority::P2 => Priority::P2,
+        incident_domain::Priority::P3 => Priority::P3,
+        incident_domain::Priority::P4 => Priority::P4,
+        incident_domain::Priority::P5 => Priority::P5,
+    }
+}
+
+fn sla_status(s: incident_domain::Status) -> Status {
+    match s {
+        incident_domain::Status::Open => Status::Open,
+        incident_domain::Status::Acknowledged => Status::Acknowledged,
+        incident_domain::Status::InProgress => Status::InProgress,
+        incident_domain::Status::OnHold => Status::OnHold,
+        incident_domain::Status::Resolved => Status::Resolved,
+        incident_domain::Status::Closed => Status::Closed,
+    }
+}
+
+/// The clock inputs an incident event means (after opening).
+fn inputs_of(event: &IncidentEvent, at: Timestamp) -> Vec<ClockInput> {
+    let mut inputs = Vec::new();
+    match &event.kind {
+        EventKind::Acknowledged | EventKind::WorkStarted => {
+            inputs.push(ClockInput::Acknowledged { at });
+        }
+        EventKind::Resolved { .. } => inputs.push(ClockInput::Resolved { at }),
+        EventKind::Reopened { status, .. } => {
+            inputs.push(ClockInput::Reopened { at });
+            inputs.push(ClockInput::StatusChanged {
+                at,
+                status: sla_status(*status),
+            });
+        }
+        EventKind::PriorityChanged { to, .. } => inputs.push(ClockInput::PriorityChanged {
+            at,
+            priority: sla_priority(*to),
+        }),
+        _ => {}
+    }
+    if let Some(status) = status_of(&event.kind) {
+        inputs.push(ClockInput::StatusChanged { at, status });
+    }
+    inputs
+}
+
+fn running(v: &ClockView) -> bool {
+    v.stopped_at.is_none() && v.paused_since.is_none()
+}
+
+fn paused(v: &ClockView) -> bool {
+    v.stopped_at.is_none() && v.paused_since.is_some()
+}
+
+impl Engine {
+    pub fn active_policy(&self) -> Option<&PolicySet> {
+        self.active.as_ref().and_then(|h| self.policies.get(h))
+    }
+
+    /// Makes `set` the policy in force; returns the activation event when it is a new version.
+    pub fn activate(&mut self, set: PolicySet, at: Timestamp) -> Option<Envelope> {
+        let hash = set.hash().to_owned();
+        if self.active.as_deref() == Some(hash.as_str()) {
+            return None;
+        }
+        let policy: Value = serde_json::from_str(&set.to_json()).unwrap_or(Value::Null);
+        let env = envelope(
+            POLICY_ACTIVATED,
+            POLICY_SUBJECT,
+            at,
+            json!({"hash": hash, "policy": policy}),
+        );
+        self.policies.insert(hash.clone(), set);
+        self.active = Some(hash);
+        Some(env)
+    }
+
+    pub fn get(&self, incident_id: &str) -> Option<&Tracked> {
+        self.incidents.get(incident_id)
+    }
+
+    pub fn incidents(&self) -> impl Iterator<Item = (&String, &Tracked)> {
+        self.incidents.iter()
+    }
+
+    pub fn breaches(&self) -> &[BreachRecord] {
+        &self.breaches
+    }
+
+    pub fn timers_pending(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// The earliest instant a timer is due.
+    pub fn next_due_at(&self) -> Option<Timestamp> {
+        self.timers.first().map(|(t, _)| *t)
+    }
+
+    fn reschedule(&mut self, id: &str) {
+        if let Some(old) = self.next_due.remove(id) {
+            self.timers.remove(&(old, id.to_owned()));
+        }
+        if let Some(next) = self.incidents.get(id).and_then(|t| t.clocks.next_due()) {
+            self.timers.insert((next.at, id.to_owned()));
+            self.next_due.insert(id.to_owned(), next.at);
+        }
+    }
+
+    fn undo_point(&self, id: &str) -> Undo {
+        Undo {
+            incident_id: id.to_owned(),
+            before: self.incidents.get(id).cloned(),
+            breaches_len: self.breaches.len(),
+        }
+    }
+
+    /// Puts an incident back as it was before the input whose events could not be recorded.
+    pub fn undo(&mut self, undo: Undo) {
+        match undo.before {
+            Some(t) => {
+                self.incidents.insert(undo.incident_id.clone(), t);
+            }
+            None => {
+                self.incidents.remove(&undo.incident_id);
+            }
+        }
+        self.breaches.truncate(undo.breaches_len);
+        self.reschedule(&undo.incident_id);
+    }
+
+    /// Applies an incident event; returns the SLA events it causes.
+    pub fn on_incident_event(&mut self, env: &Envelope) -> Result<Derived, EngineError> {
+        let event =
+            stored::decode(env).map_err(|e| EngineError::NotAnIncidentEvent(e.to_string()))?;
+        let id = event.incident_id.to_string();
+        let undo = self.undo_point(&id);
+        let events = self.apply_incident_event(&event);
+        self.reschedule(&id);
+        Ok(Derived { events, undo })
+    }
+
+    fn apply_incident_event(&mut self, event: &IncidentEvent) -> Vec<Envelope> {
+        let id = event.incident_id.to_string();
+        if let EventKind::Opened {
+            priority,
+            service,
+            group,
+            ..
+        } = &event.kind
+        {
+            if self.incidents.contains_key(&id) {
+                return Vec::new();
+            }
+            let Some(set) = self.active_policy() else {
+                return Vec::new();
+            };
+            let clocks =
+                match IncidentClocks::start(set, event.at, sla_priority(*priority), service, group)
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::info!(incident = %id, reason = %e, "no SLA policy applies");
+                        return Vec::new();
+                    }
+                };
+            let state = clocks.state_at(event.at);
+            let started = envelope(
+                STARTED,
+                &id,
+                event.at,
+                with_context(
+                    &clocks,
+                    json!({"clocks": [clock_target(&state.response), clock_target(&state.resolution)]}),
+                ),
+            );
+            self.incidents.insert(
+                id,
+                Tracked {
+                    clocks,
+                    escalations: Vec::new(),
+                },
+            );
+            return vec![started];
+        }
+        let Some(tracked) = self.incidents.get_mut(&id) else {
+            return Vec::new();
+        };
+        // inputs must be in time order; an event stamped earlier than the last input (clock
+        // skew between machines) counts as happening at the last input's instant
+        let at = event.at.max(tracked.clocks.last_input_at());
+        let inputs = inputs_of(event, at);
+        if inputs.is_empty() {
+            return Vec::new();
+        }
+        let before = tracked.clocks.state_at(at);
+        for input in inputs {
+            if let Err(e) = tracked.clocks.apply(input) {
+                tracing::warn!(incident = %id, error = %e, "clock input refused");
+            }
+        }
+        let after = tracked.clocks.state_at(at);
+        let clocks = &tracked.clocks;
+        let mut out = Vec::new();
+        let pairs = [
+            (&before.response, &after.response),
+            (&before.resolution, &after.resolution),
+        ];
+        let has_target = |b: &ClockView, a: &ClockView| b.target.is_some() || a.target.is_some();
+        let mut paused_clocks = Vec::new();
+        let mut resumed = Vec::new();
+        let mut restarted = Vec::new();
+        let mut retargeted = Vec::new();
+        for (b, a) in pairs {
+            if !has_target(b, a) {
+                continue;
+            }
+            if running(b) && paused(a) {
+                paused_clocks.push(Value::String(clock_name(a.clock).into()));
+            }
+            if paused(b) && running(a) {
+                resumed.push(clock_target(a));
+            }
+            if b.stopped_at.is_none() && a.stopped_at.is_some() {
+                out.push(envelope(
+                    MET,
+                    &id,
+                    at,
+                    with_context(
+                        clocks,
+                        json!({
+                            "clock": clock_name(a.clock),
+                            "target_secs": a.target.map(secs),
+                            "elapsed_secs": secs(a.elapsed),
+                            "breached": a.ever_breached(),
+                        }),
+                    ),
+                ));
+            }
+            if (b.stopped_at.is_some() && a.stopped_at.is_none()) || a.cycle != b.cycle {
+                restarted.push(clock_target(a));
+            } else if a.stopped_at.is_none() && a.target != b.target {
+                retargeted.push(clock_target(a));
+            }
+        }
+        if !paused_clocks.is_empty() {
+            out.push(envelope(
+                PAUSED,
+                &id,
+                at,
+                with_context(
+                    clocks,
+                    json!({"status": after.status.as_str(), "clocks": paused_clocks}),
+                ),
+            ));
+        }
+        if !resumed.is_empty() {
+            out.push(envelope(
+                RESUMED,
+                &id,
+                at,
+                with_context(clocks, json!({"clocks": resumed})),
+            ));
+        }
+        if !restarted.is_empty() {
+            out.push(envelope(
+                STARTED,
+                &id,
+                at,
+                with_context(clocks, json!({"clocks": restarted})),
+            ));
+        }
+        if !retargeted.is_empty() {
+            out.push(envelope(
+                RETARGETED,
+                &id,
+                at,
+                with_context(
+                    clocks,
+                    json!({
+                        "from": before.priority.as_str(),
+                        "to": after.priority.as_str(),
+                        "clocks": retargeted,
+                    }),
+                ),
+            ));
+        }
+        out
+    }
+
+    /// Fires every timer due at or before `now`, one incident at a time. Each returned group of
+    /// events belongs to one incident and must be recorded before the next call.
+    pub fn fire_due(&mut self, now: Timestamp) -> Vec<(String, Derived)> {
+        let due_ids: Vec<String> = self
+            .timers
+            .iter()
+            .take_while(|(t, _)| *t <= now)
+            .map(|(_, id)| id.clone())
+            .collect();
+        let mut out = Vec::new();
+        for id in due_ids {
+            let undo = self.undo_point(&id);
+            let events = self.fire_incident(&id, now);
+            self.reschedule(&id);
+            if !events.is_empty() {
+                out.push((id, Derived { events, undo }));
+            }
+        }
+        out
+    }
+
+    fn fire_incident(&mut self, id: &str, now: Timestamp) -> Vec<Envelope> {
+        let Some(tracked) = self.incidents.get_mut(id) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        // fire in order; each firing may change what is due next
+        for _ in 0..64 {
+            let Some(due) = tracked.clocks.next_due().filter(|d| d.at <= now) else {
+                break;
+            };
+            let marked_at = now.max(tracked.clocks.last_input_at());
+            if let Err(e) = tracked.clocks.mark_fired(&due, marked_at) {
+                tracing::warn!(incident = %id, error = %e, "could not mark a timer fired");
+                break;
+            }
+            let env = fired_event(id, &tracked.clocks, &due, now, marked_at);
+            if let DueKind::Escalation { level, .. } = due.kind {
+                tracked.escalations.push(level);
+            }
+            if let DueKind::Breach { clock } = due.kind {
+                self.breaches
+                    .push(breach_record(id, &tracked.clocks, &due, clock, now));
+            }
+            out.push(env);
+        }
+        out
+    }
+
+    /// Folds one record of the SLA log back in (replay on start).
+    pub fn replay(&mut self, seq: u64, env: &Envelope) -> Result<(), EngineError> {
+        let err = |reason: String| EngineError::Replay { seq, reason };
+        if env.source == stored::SOURCE {
+            let event = stored::decode(env).map_err(|e| err(e.to_string()))?;
+            let id = event.incident_id.to_string();
+            self.apply_incident_event(&event);
+            self.reschedule(&id);
+            return Ok(());
+        }
+        match env.ty.as_str() {
+            POLICY_ACTIVATED => {
+                let policy = env
+                    .data
+                    .get("policy")
+                    .ok_or_else(|| err("policy activation without a policy".into()))?;
+                let set = PolicySet::from_json(&policy.to_string())
+                    .map_err(|e| err(format!("recorded policy: {e}")))?;
+                let hash = set.hash().to_owned();
+                self.policies.insert(hash.clone(), set);
+                self.active = Some(hash);
+            }
+            WARNING | BREACHED | ESCALATION => {
+                let (key, marked_at) = events::fired_of(env)
+                    .ok_or_else(|| err("fired timer without its key".into()))?;
+                let id = env.subject.clone();
+                if let Some(tracked) = self.incidents.get_mut(&id) {
+                    tracked
+                        .clocks
+                        .apply(ClockInput::TimerFired {
+                            at: marked_at,
+                            key: key.clone(),
+                        })
+                        .map_err(|e| err(e.to_string()))?;
+                    if let incident_sla::DueKind::Escalation { level, .. } = key.kind {
+                        tracked.escalations.push(level);
+                    }
+                    if env.ty == BREACHED {
+                        self.breaches.push(breach_from_event(&id, env));
+                    }
+                }
+                self.reschedule(&id);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn fired_event(
+    id: &str,
+    clocks: &IncidentClocks,
+    due: &Due,
+    now: Timestamp,
+    marked_at: Timestamp,
+) -> Envelope {
+    let late_ms = now.duration_since(due.at).as_millis().max(0) as i64;
+    let why = &due.why;
+    let mut data = json!({
+        "clock": clock_name(why.clock),
+        "target_secs": secs(why.target),
+        "elapsed_secs": secs(why.elapsed),
+        "threshold_secs": secs(why.threshold),
+        "calendar": why.calendar,
+        "due_at": due.at.to_string(),
+        "fired_at": now.to_string(),
+        "marked_at": marked_at.to_string(),
+        "late_ms": late_ms,
+        "paused": paused_json(&why.paused),
+        "key": serde_json::to_value(&due.key).unwrap_or(Value::Null),
+    });
+    let ty = match due.kind {
+        DueKind::Warning { fraction, .. } => {
+            data["fraction"] = json!(fraction);
+            WARNING
+        }
+        DueKind::Breach { .. } => BREACHED,
+        DueKind::Escalation { level, fraction } => {
+            data["level"] = json!(level);
+            data["at"] = json!(fraction);
+            ESCALATION
+        }
+    };
+    envelope(ty, id, now, with_context(clocks, data))
+}
+
+fn breach_record(
+    id: &str,
+    clocks: &IncidentClocks,
+    due: &Due,
+    clock: ClockKind,
+    now: Timestamp,
+) -> BreachRecord {
+    BreachRecord {
+        incident_id: id.to_owned(),
+        clock,
+        priority: clocks.priority().as_str().to_owned(),
+        service: clocks.service().to_owned(),
+        group: clocks.group().to_owned(),
+        due_at: due.at,
+        fired_at: now,
+        late_ms: now.duration_since(due.at).as_millis().max(0) as i64,
+        target_secs: secs(due.why.target),
+        elapsed_secs: secs(due.why.elapsed),
+        policy: due.why.policy.clone(),
+        policy_hash: due.why.policy_hash.clone(),
+    }
+}
+
+fn breach_from_event(id: &str, env: &Envelope) -> BreachRecord {
+    let d = &env.data;
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let t = |v: &Value| v.as_str().and_then(|s| s.parse().ok()).unwrap_or(env.time);
+    BreachRecord {
+        incident_id: id.to_owned(),
+        clock: if d["clock"] == "response" {
+            ClockKind::Response
+        } else {
+            ClockKind::Resolution
+        },
+        priority: s(&d["incident"]["priority"]),
+        service: s(&d["incident"]["service"]),
+        group: s(&d["incident"]["group"]),
+        due_at: t(&d["due_at"]),
+        fired_at: t(&d["fired_at"]),
+        late_ms: d["late_ms"].as_i64().unwrap_or(0),
+        target_secs: d["target_secs"].as_i64().unwrap_or(0),
+        elapsed_secs: d["elapsed_secs"].as_i64().unwrap_or(0),
+        policy: s(&d["policy"]["name"]),
+        policy_hash: s(&d["policy"]["hash"]),
+    }
+}

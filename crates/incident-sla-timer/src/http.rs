@@ -1,0 +1,174 @@
+//! The SLA timer's HTTP surface: `/healthz`, `/readyz` (state rebuilt, NATS connected, streams
+//! there) and `/metrics` (Prometheus text: inputs, derived events, warnings, breaches,
+//! escalations, clocks by state, timers pending, relay progress).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use incident_bus::RelayStatus;
+use incident_runtime::{metric_family as family, sample};
+use incident_sla::ClockState;
+
+use crate::engine::Engine;
+use crate::events::state_name;
+use crate::timesource::TimeSource;
+use crate::writer::Counters;
+
+#[derive(Clone)]
+pub struct Shared {
+    pub engine: Arc<Mutex<Engine>>,
+    pub counters: Arc<Counters>,
+    pub relay: Arc<RelayStatus>,
+    pub nats_up: Arc<AtomicBool>,
+    pub streams_ready: Arc<AtomicBool>,
+    pub time: TimeSource,
+    pub log: incident_eventlog::EventLog,
+}
+
+pub fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(shared)
+}
+
+async fn readyz(State(s): State<Shared>) -> impl IntoResponse {
+    let nats = s.nats_up.load(Ordering::SeqCst);
+    let streams = s.streams_ready.load(Ordering::SeqCst);
+    let body = serde_json::json!({
+        "state_rebuilt": true,
+        "nats_connected": nats,
+        "streams_ready": streams,
+        "log_head": s.log.head().seq,
+        "relayed_up_to": s.relay.cursor.load(Ordering::Relaxed),
+    });
+    let code = if nats && streams {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body))
+}
+
+async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
+    let c = &s.counters;
+    let get = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
+    let mut out = String::new();
+    family(
+        &mut out,
+        "incident_sla_inputs_total",
+        "counter",
+        "Incident events recorded.",
+        &sample(get(&c.inputs)),
+    );
+    family(
+        &mut out,
+        "incident_sla_redelivered_skipped_total",
+        "counter",
+        "Redelivered incident events skipped as already recorded.",
+        &sample(get(&c.duplicates_skipped)),
+    );
+    family(
+        &mut out,
+        "incident_sla_dead_lettered_total",
+        "counter",
+        "Incident events rejected to the dead-letter subject.",
+        &sample(get(&c.rejected)),
+    );
+    family(
+        &mut out,
+        "incident_sla_events_total",
+        "counter",
+        "SLA events recorded.",
+        &sample(get(&c.events_derived)),
+    );
+    family(
+        &mut out,
+        "incident_sla_warnings_total",
+        "counter",
+        "Warnings fired.",
+        &sample(get(&c.warnings)),
+    );
+    family(
+        &mut out,
+        "incident_sla_breaches_total",
+        "counter",
+        "Breaches fired.",
+        &sample(get(&c.breaches)),
+    );
+    family(
+        &mut out,
+        "incident_sla_escalations_total",
+        "counter",
+        "Escalations fired.",
+        &sample(get(&c.escalations)),
+    );
+    family(
+        &mut out,
+        "incident_sla_events_relayed_total",
+        "counter",
+        "SLA events published to SLA_EVENTS.",
+        &sample(get(&s.relay.relayed)),
+    );
+    let now = s.time.now();
+    let (by_state, timers) = match s.engine.lock() {
+        Ok(engine) => {
+            let mut counts = [0u64; 4];
+            for (_, t) in engine.incidents() {
+                let st = t.clocks.state_at(now);
+                for v in [&st.response, &st.resolution] {
+                    if v.target.is_none() {
+                        continue;
+                    }
+                    let i = match v.state {
+                        ClockState::Running => 0,
+                        ClockState::Paused => 1,
+                        ClockState::Met => 2,
+                        ClockState::Breached => 3,
+                    };
+                    counts[i] += 1;
+                }
+            }
+            (counts, engine.timers_pending() as u64)
+        }
+        Err(_) => ([0; 4], 0),
+    };
+    let states = [
+        ClockState::Running,
+        ClockState::Paused,
+        ClockState::Met,
+        ClockState::Breached,
+    ];
+    let samples: Vec<(String, u64)> = states
+        .iter()
+        .zip(by_state)
+        .map(|(st, n)| (format!("state=\"{}\"", state_name(*st)), n))
+        .collect();
+    family(
+        &mut out,
+        "incident_sla_clocks",
+        "gauge",
+        "Clocks with a target, by state.",
+        &samples,
+    );
+    family(
+        &mut out,
+        "incident_sla_timers_pending",
+        "gauge",
+        "Incidents with a timer due.",
+        &sample(timers),
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        out,
+    )
+}

@@ -1,0 +1,234 @@
+//! The SLA timer service: consumes `INCIDENT_EVENTS`, runs every incident's response and
+//! resolution clocks under the policy version in force when they started, fires warnings,
+//! breaches and escalations at their due instants (late, once, after an outage), records all of
+//! it in its own log and relays its events to `SLA_EVENTS`.
+
+pub mod config;
+pub mod engine;
+pub mod events;
+pub mod grpc;
+pub mod http;
+pub mod timesource;
+pub mod writer;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use incident_bus::consumer::{self, ConsumerSpec};
+use incident_bus::{NatsOptions, Relay, streams};
+use incident_domain::Envelope;
+use incident_eventlog::EventLog;
+use incident_proto::v1::sla_service_server::SlaServiceServer;
+use incident_sla::PolicySet;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+pub use config::Config;
+use engine::Engine;
+use timesource::TimeSource;
+use writer::Writer;
+
+pub const RELAY_CURSOR: &str = "relay.SLA_EVENTS";
+pub const DURABLE: &str = "incident-sla";
+
+/// Reads and validates the policy file (or the built-in default).
+pub fn load_policy(config: &Config) -> anyhow::Result<PolicySet> {
+    match &config.policy_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading SLA_POLICY_FILE {}", path.display()))?;
+            PolicySet::from_toml(&text).with_context(|| format!("in {}", path.display()))
+        }
+        None => Ok(PolicySet::from_toml(config::DEFAULT_POLICY)?),
+    }
+}
+
+/// Folds the SLA log into a fresh engine.
+pub fn rebuild(log: &EventLog) -> anyhow::Result<Engine> {
+    let mut engine = Engine::default();
+    for rec in log.read_from(1) {
+        let rec = rec.context("reading the SLA log")?;
+        let env = Envelope::from_slice(&rec.event)
+            .with_context(|| format!("log record {}: not an event envelope", rec.seq))?;
+        engine.replay(rec.seq, &env)?;
+    }
+    Ok(engine)
+}
+
+/// Sleeps until the next due instant (or a wake-up), then fires what is due.
+pub async fn timer_loop(
+    writer: Arc<Writer>,
+    time: TimeSource,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let next = writer.engine.lock().ok().and_then(|e| e.next_due_at());
+        let deadline = match next {
+            Some(t) => time.instant_at(t),
+            None => tokio::time::Instant::now() + Duration::from_secs(3600),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => writer.fire(time.now()).await,
+            _ = wake.notified() => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+pub async fn run(
+    config: Config,
+    grpc: TcpListener,
+    http: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let policy = load_policy(&config)?;
+    let time = TimeSource::new(jiff::Timestamp::now());
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let log_dir = config.data_dir.join("log");
+    let (log, mut engine) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let log = EventLog::open(&log_dir)?;
+        let engine = rebuild(&log)?;
+        Ok((log, engine))
+    })
+    .await??;
+    let activation = engine.activate(policy, time.now());
+    tracing::info!(
+        incidents = engine.incidents().count(),
+        events = log.head().seq,
+        policy = engine.active_policy().map(|p| p.hash()).unwrap_or_default(),
+        "state rebuilt from the log"
+    );
+    let engine = Arc::new(Mutex::new(engine));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (client, nats_up) =
+        incident_bus::connect(&NatsOptions::new(&config.nats_url, "incident-sla"))
+            .await
+            .map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
+    let js = async_nats::jetstream::new(client.clone());
+    let relay = Relay::new(log.clone(), js.clone(), streams::SLA_EVENTS, RELAY_CURSOR)
+        .with_filter(writer::is_own_event);
+    let relay_status = relay.status();
+    let timer_wake = Arc::new(Notify::new());
+    let writer = Arc::new(Writer::new(
+        log.clone(),
+        engine.clone(),
+        relay.waker(),
+        timer_wake.clone(),
+    ));
+    if let Some(env) = activation {
+        writer
+            .activate(env)
+            .await
+            .map_err(|e| anyhow::anyhow!("recording the policy version: {e}"))?;
+    }
+
+    let streams_ready = Arc::new(AtomicBool::new(false));
+    let bus_task = {
+        let streams_ready = streams_ready.clone();
+        let stop = stop_rx.clone();
+        let writer = writer.clone();
+        let window = config.duplicate_window();
+        tokio::spawn(async move {
+            let mut failures = 0;
+            loop {
+                if *stop.borrow() {
+                    return;
+                }
+                let mut ok = true;
+                for spec in [
+                    &streams::INCIDENT_EVENTS,
+                    &streams::SLA_EVENTS,
+                    &streams::INCIDENT_DEADLETTER,
+                ] {
+                    if let Err(e) = incident_bus::ensure_stream(&js, spec, window).await {
+                        tracing::warn!(stream = spec.name, error = %e, "stream not ready; retrying");
+                        ok = false;
+                        break;
+                    }
+                }
+                if ok {
+                    break;
+                }
+                failures += 1;
+                tokio::time::sleep(incident_bus::relay::backoff(failures)).await;
+            }
+            streams_ready.store(true, Ordering::SeqCst);
+            let relay_task = tokio::spawn(relay.run(stop.clone()));
+            let spec = ConsumerSpec::new(streams::INCIDENT_EVENTS.name, DURABLE);
+            consumer::run(
+                js,
+                spec,
+                move |d| {
+                    let writer = writer.clone();
+                    async move { writer.on_delivery(d).await }
+                },
+                stop,
+            )
+            .await;
+            let _ = relay_task.await;
+        })
+    };
+    let timer_task = tokio::spawn(timer_loop(
+        writer.clone(),
+        time,
+        timer_wake,
+        stop_rx.clone(),
+    ));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<SlaServiceServer<grpc::SlaApi>>().await;
+    let (reflection_v1, reflection_v1alpha) = incident_runtime::reflection()?;
+    let shared = http::Shared {
+        engine: engine.clone(),
+        counters: writer.counters.clone(),
+        relay: relay_status,
+        nats_up,
+        streams_ready,
+        time,
+        log: log.clone(),
+    };
+    let mut http_stop = stop_rx.clone();
+    let http_task = tokio::spawn(async move {
+        let _ = axum::serve(http, http::router(shared))
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.changed().await;
+            })
+            .await;
+    });
+    let mut grpc_stop = stop_rx.clone();
+    let grpc_task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(SlaServiceServer::new(grpc::SlaApi::new(engine, time)))
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(grpc),
+                async move {
+                    let _ = grpc_stop.changed().await;
+                },
+            ),
+    );
+
+    shutdown.await;
+    tracing::info!("stopping: no new input; finishing the one in flight");
+    let _ = stop_tx.send(true);
+    let _ = grpc_task.await;
+    let _ = http_task.await;
+    let _ = bus_task.await;
+    let _ = timer_task.await;
+    let flush = tokio::task::spawn_blocking(move || log.flush()).await?;
+    flush.context("flushing the log")?;
+    let _ = tokio::time::timeout(Duration::from_secs(2), client.drain()).await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

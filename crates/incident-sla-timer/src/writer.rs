@@ -1,0 +1,217 @@
+//! The single writer of the SLA log: records each consumed incident event with the SLA events it
+//! caused (and the input's id as processed) in one atomic, flushed append before the input is
+//! acked, and records fired timers before they count as fired.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use incident_bus::{Delivery, Handled};
+use incident_domain::Envelope;
+use incident_eventlog::{AppendRequest, EventLog, ExpectedVersion, NewEvent};
+use jiff::Timestamp;
+use tokio::sync::Notify;
+
+use crate::engine::{Derived, Engine};
+use crate::events;
+
+/// Log stream of the inputs of an incident (kept in the log, not published).
+pub fn input_stream(incident_id: &str) -> String {
+    format!("input.{incident_id}")
+}
+
+/// Whether a log record is one of the SLA timer's own events (published) rather than an input.
+pub fn is_own_event(rec: &incident_eventlog::Record) -> bool {
+    !rec.stream.starts_with("input.")
+}
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub inputs: AtomicU64,
+    pub duplicates_skipped: AtomicU64,
+    pub rejected: AtomicU64,
+    pub events_derived: AtomicU64,
+    pub warnings: AtomicU64,
+    pub breaches: AtomicU64,
+    pub escalations: AtomicU64,
+    pub append_failures: AtomicU64,
+}
+
+pub struct Writer {
+    pub log: EventLog,
+    pub engine: Arc<Mutex<Engine>>,
+    pub counters: Arc<Counters>,
+    /// Woken after each append: the relay publishes, the timer re-reads the next due instant.
+    pub relay_wake: Arc<Notify>,
+    pub timer_wake: Arc<Notify>,
+    /// One append at a time, so the log order is the order the engine saw.
+    lock: tokio::sync::Mutex<()>,
+}
+
+fn new_event(env: &Envelope) -> NewEvent {
+    NewEvent {
+        id: env.id.clone(),
+        bytes: env.to_canonical_bytes(),
+    }
+}
+
+impl Writer {
+    pub fn new(
+        log: EventLog,
+        engine: Arc<Mutex<Engine>>,
+        relay_wake: Arc<Notify>,
+        timer_wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            log,
+            engine,
+            counters: Arc::default(),
+            relay_wake,
+            timer_wake,
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    async fn append(&self, reqs: Vec<AppendRequest>) -> Result<(), String> {
+        let log = self.log.clone();
+        let results = tokio::task::spawn_blocking(move || log.append_batch(reqs))
+            .await
+            .map_err(|e| e.to_string())?;
+        for r in results {
+            r.map_err(|e| e.to_string())?;
+        }
+        self.relay_wake.notify_one();
+        Ok(())
+    }
+
+    fn derived_request(id: &str, derived: &Derived) -> Option<AppendRequest> {
+        (!derived.events.is_empty()).then(|| AppendRequest {
+            stream: id.to_owned(),
+            expected: ExpectedVersion::Any,
+            events: derived.events.iter().map(new_event).collect(),
+            processed: Vec::new(),
+        })
+    }
+
+    fn count(&self, events: &[Envelope]) {
+        let c = &self.counters;
+        c.events_derived
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        for e in events {
+            match e.ty.as_str() {
+                events::WARNING => c.warnings.fetch_add(1, Ordering::Relaxed),
+                events::BREACHED => c.breaches.fetch_add(1, Ordering::Relaxed),
+                events::ESCALATION => c.escalations.fetch_add(1, Ordering::Relaxed),
+                _ => 0,
+            };
+        }
+    }
+
+    /// Records the activation of a policy version (at start, when the file changed).
+    pub async fn activate(&self, env: Envelope) -> Result<(), String> {
+        let _guard = self.lock.lock().await;
+        self.append(vec![AppendRequest {
+            stream: events::POLICY_SUBJECT.to_owned(),
+            expected: ExpectedVersion::Any,
+            events: vec![new_event(&env)],
+            processed: Vec::new(),
+        }])
+        .await
+    }
+
+    /// Handles one delivery from INCIDENT_EVENTS.
+    pub async fn on_delivery(&self, d: Delivery) -> Handled {
+        let _guard = self.lock.lock().await;
+        let id = d.id.clone();
+        let log = self.log.clone();
+        match tokio::task::spawn_blocking(move || log.is_processed(&id)).await {
+            Ok(Ok(true)) => {
+                self.counters
+                    .duplicates_skipped
+                    .fetch_add(1, Ordering::Relaxed);
+                return Handled::Done;
+            }
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => return Handled::Retry(e.to_string()),
+            Err(e) => return Handled::Retry(e.to_string()),
+        }
+        let env = match Envelope::from_slice(&d.payload) {
+            Ok(env) => env,
+            Err(e) => {
+                self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                return Handled::Reject(e.to_string());
+            }
+        };
+        let derived = {
+            let Ok(mut engine) = self.engine.lock() else {
+                return Handled::Retry("engine lock poisoned".into());
+            };
+            match engine.on_incident_event(&env) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    return Handled::Reject(e.to_string());
+                }
+            }
+        };
+        let mut reqs = vec![AppendRequest {
+            stream: input_stream(&env.subject),
+            expected: ExpectedVersion::Any,
+            events: vec![NewEvent {
+                id: env.id.clone(),
+                bytes: env.to_canonical_bytes(),
+            }],
+            processed: vec![d.id.clone()],
+        }];
+        reqs.extend(Self::derived_request(&env.subject, &derived));
+        let events = derived.events.clone();
+        match self.append(reqs).await {
+            Ok(()) => {
+                self.counters.inputs.fetch_add(1, Ordering::Relaxed);
+                self.count(&events);
+                self.timer_wake.notify_one();
+                Handled::Done
+            }
+            Err(e) => {
+                self.counters
+                    .append_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut engine) = self.engine.lock() {
+                    engine.undo(derived.undo);
+                }
+                Handled::Retry(format!("recording the input failed: {e}"))
+            }
+        }
+    }
+
+    /// Fires what is due at `now`, recording each incident's fired timers.
+    pub async fn fire(&self, now: Timestamp) {
+        let _guard = self.lock.lock().await;
+        let fired = match self.engine.lock() {
+            Ok(mut engine) => engine.fire_due(now),
+            Err(_) => return,
+        };
+        for (id, derived) in fired {
+            let Some(req) = Self::derived_request(&id, &derived) else {
+                continue;
+            };
+            let events = derived.events.clone();
+            match self.append(vec![req]).await {
+                Ok(()) => {
+                    self.count(&events);
+                    for e in &events {
+                        tracing::info!(incident = %id, r#type = %e.ty, late_ms = %e.data["late_ms"], "timer fired");
+                    }
+                }
+                Err(e) => {
+                    self.counters
+                        .append_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(incident = %id, error = %e, "recording a fired timer failed; it will fire again");
+                    if let Ok(mut engine) = self.engine.lock() {
+                        engine.undo(derived.undo);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! The SLA timer's engine, writer and timer loop on a real sled log, driven by tokio's paused
+//! clock: warnings, breaches and escalations fire at their due instants, once, also after a
+//! restart that missed them; pauses hold the clocks; redeliveries are skipped; bad input is
+//! rejected.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use incident_bus::{Delivery, Handled};
+use incident_domain::testing::test_id;
+use incident_domain::{Envelope, EventKind, Impact, IncidentEvent, Source, Urgency, stored};
+use incident_eventlog::EventLog;
+use incident_sla::PolicySet;
+use incident_sla_timer::timesource::TimeSource;
+use incident_sla_timer::writer::Writer;
+use incident_sla_timer::{rebuild, timer_loop};
+use jiff::Timestamp;
+use tokio::sync::{Notify, watch};
+
+const POLICY: &str = r#"
+[[policies]]
+name = "fast"
+calendar = "24x7"
+warn_at = [0.5]
+pause_on = ["on_hold"]
+[policies.response]
+P1 = "2s"
+[policies.resolution]
+P1 = "4s"
+[[policies.escalation]]
+at = 1.0
+level = 1
+[[policies.escalation]]
+at = 1.5
+level = 2
+"#;
+
+fn t0() -> Timestamp {
+    "2026-12-01T09:00:00Z".parse().unwrap()
+}
+
+fn at_ms(ms: i64) -> Timestamp {
+    t0() + jiff::SignedDuration::from_millis(ms)
+}
+
+fn incident_event(ms: i64, kind: EventKind) -> Envelope {
+    let e = IncidentEvent {
+        incident_id: test_id(),
+        at: at_ms(ms),
+        actor: "alice".into(),
+        kind,
+    };
+    stored::encode(&e, &uuid::Uuid::now_v7().to_string())
+}
+
+fn opened_p1() -> EventKind {
+    EventKind::Opened {
+        title: "Checkout down".into(),
+        description: String::new(),
+        service: "payments".into(),
+        group: "payments-oncall".into(),
+        impact: Impact::High,
+        urgency: Urgency::High,
+        priority: incident_domain::Priority::P1,
+        dedup_key: None,
+        request_id: None,
+        source: Source::person(),
+    }
+}
+
+fn delivery(env: &Envelope) -> Delivery {
+    Delivery {
+        id: env.id.clone(),
+        subject: format!("incident.v1.events.{}", env.subject),
+        payload: env.to_canonical_bytes().into(),
+        headers: None,
+        stream_sequence: 1,
+        delivered: 1,
+    }
+}
+
+struct Harness {
+    writer: Arc<Writer>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start(log: &EventLog, now: Timestamp) -> Harness {
+    let mut engine = rebuild(log).unwrap();
+    let activation = engine.activate(PolicySet::from_toml(POLICY).unwrap(), now);
+    let timer_wake = Arc::new(Notify::new());
+    let writer = Arc::new(Writer::new(
+        log.clone(),
+        Arc::new(Mutex::new(engine)),
+        Arc::new(Notify::new()),
+        timer_wake.clone(),
+    ));
+    if let Some(env) = activation {
+        writer.activate(env).await.unwrap();
+    }
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(timer_loop(
+        writer.clone(),
+        TimeSource::new(now),
+        timer_wake,
+        stop_rx,
+    ));
+    Harness { writer, stop, task }
+}
+
+impl Harness {
+    async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap();
+    }
+}
+
+/// (type, data) of the SLA events in the log, in order.
+fn sla_events(log: &EventLog) -> Vec<(String, serde_json::Value)> {
+    log.read_from(1)
+        .map(|r| Envelope::from_slice(&r.unwrap().event).unwrap())
+        .filter(|e| e.source == "incident-sla" && e.ty != "sla.policy_activated.v1")
+        .map(|e| (e.ty, e.data))
+        .collect()
+}
+
+fn types(log: &EventLog) -> Vec<String> {
+    sla_events(log).into_iter().map(|(t, _)| t).collect()
+}
+
+/// Lets the timer task run at the current (paused) instant.
+async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unacknowledged_p1_warns_breaches_and_escalates_on_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).unwrap();
+    let h = start(&log, t0()).await;
+    assert_eq!(
+        h.writer
+            .on_delivery(delivery(&incident_event(0, opened_p1())))
+            .await,
+        Handled::Done
+    );
+    settle().await;
+    assert_eq!(types(&log), ["sla.started.v1"]);
+
+    tokio::time::advance(Duration::from_millis(990)).await;
+    settle().await;
+    assert_eq!(types(&log), ["sla.started.v1"], "nothing before 1 s");
+    tokio::time::advance(Duration::from_millis(20)).await;
+    settle().await;
+    assert_eq!(
+        types(&log),
+        ["sla.started.v1", "sla.warning.v1"],
+        "response warning at 50 %"
+    );
+
+    tokio::time::advance(Duration::from_secs(5)).await;
+    settle().await;
+    let events = sla_events(&log);
+    let ty: Vec<&str> = events.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        ty,
+        [
+            "sla.started.v1",
+            "sla.warning.v1",
+            "sla.warning.v1",
+            "sla.breached.v1",
+            "sla.breached.v1",
+            "escalation.triggered.v1",
+            "escalation.triggered.v1",
+        ]
+    );
+    let (_, breach) = &events[3];
+    assert_eq!(breach["clock"], "response");
+    assert_eq!(breach["target_secs"], 2);
+    assert_eq!(breach["incident"]["priority"], "P1");
+    assert_eq!(breach["policy"]["name"], "fast");
+    assert_eq!(breach["due_at"], at_ms(2000).to_string());
+    let (_, esc) = &events[6];
+    assert_eq!(esc["level"], 2);
+    assert_eq!(esc["due_at"], at_ms(6000).to_string());
+
+    // nothing fires twice
+    tokio::time::advance(Duration::from_secs(60)).await;
+    settle().await;
+    assert_eq!(sla_events(&log).len(), 7);
+    h.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_p1_on_hold_before_its_deadline_pauses_and_does_not_breach() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).unwrap();
+    let h = start(&log, t0()).await;
+    h.writer
+        .on_delivery(delivery(&incident_event(0, opened_p1())))
+        .await;
+    tokio::time::advance(Duration::from_millis(500)).await;
+    settle().await;
+    h.writer
+        .on_delivery(delivery(&incident_event(500, EventKind::Acknowledged)))
+        .await;
+    h.writer
+        .on_delivery(delivery(&incident_event(
+            500,
+            EventKind::PutOnHold {
+                reason: "vendor".into(),
+            },
+        )))
+        .await;
+    tokio::time::advance(Duration::from_secs(30)).await;
+    settle().await;
+    assert_eq!(
+        types(&log),
+        ["sla.started.v1", "sla.met.v1", "sla.paused.v1"]
+    );
+    let engine = h.writer.engine.lock().unwrap();
+    let state = engine
+        .get(test_id().as_str())
+        .unwrap()
+        .clocks
+        .state_at(at_ms(30_500));
+    assert_eq!(state.resolution.state, incident_sla::ClockState::Paused);
+    assert_eq!(
+        state.resolution.elapsed,
+        jiff::SignedDuration::from_millis(500)
+    );
+    drop(engine);
+    h.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadlines_missed_while_down_fire_once_late_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).unwrap();
+    let h = start(&log, t0()).await;
+    h.writer
+        .on_delivery(delivery(&incident_event(0, opened_p1())))
+        .await;
+    tokio::time::advance(Duration::from_millis(2100)).await;
+    settle().await;
+    assert_eq!(
+        types(&log),
+        [
+            "sla.started.v1",
+            "sla.warning.v1",
+            "sla.warning.v1",
+            "sla.breached.v1"
+        ]
+    );
+    h.shutdown().await;
+
+    // down for 10 s; the restarted timer fires what it missed, once, saying how late
+    let h = start(&log, at_ms(12_100)).await;
+    settle().await;
+    let events = sla_events(&log);
+    let ty: Vec<&str> = events.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        ty,
+        [
+            "sla.started.v1",
+            "sla.warning.v1",
+            "sla.warning.v1",
+            "sla.breached.v1",
+            "sla.breached.v1",
+            "escalation.triggered.v1",
+            "escalation.triggered.v1",
+        ]
+    );
+    assert_eq!(events[4].1["clock"], "resolution");
+    assert_eq!(events[4].1["late_ms"], 8_100);
+    assert_eq!(events[6].1["late_ms"], 6_100);
+    h.shutdown().await;
+
+    // and a third start fires nothing more
+    let h = start(&log, at_ms(20_000)).await;
+    settle().await;
+    assert_eq!(sla_events(&log).len(), 7);
+    h.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn redeliveries_are_skipped_and_bad_input_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).unwrap();
+    let h = start(&log, t0()).await;
+    let open = incident_event(0, opened_p1());
+    assert_eq!(h.writer.on_delivery(delivery(&open)).await, Handled::Done);
+    assert_eq!(h.writer.on_delivery(delivery(&open)).await, Handled::Done);
+    assert_eq!(
+        types(&log),
+        ["sla.started.v1"],
+        "a redelivery derives nothing"
+    );
+
+    let mut garbage = delivery(&open);
+    garbage.id = "garbage-1".into();
+    garbage.payload = bytes_of("{not json");
+    assert!(matches!(
+        h.writer.on_delivery(garbage).await,
+        Handled::Reject(_)
+    ));
+    let mut unknown = incident_event(1, EventKind::Acknowledged);
+    unknown.ty = "incident.exploded.v1".into();
+    assert!(matches!(
+        h.writer.on_delivery(delivery(&unknown)).await,
+        Handled::Reject(_)
+    ));
+
+    // valid traffic still flows
+    h.writer
+        .on_delivery(delivery(&incident_event(100, EventKind::Acknowledged)))
+        .await;
+    assert_eq!(types(&log), ["sla.started.v1", "sla.met.v1"]);
+    h.shutdown().await;
+}
+
+fn bytes_of(s: &str) -> bytes::Bytes {
+    bytes::Bytes::copy_from_slice(s.as_bytes())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_policy_version_is_recorded_and_old_clocks_keep_theirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).unwrap();
+    let h = start(&log, t0()).await;
+    h.writer
+        .on_delivery(delivery(&incident_event(0, opened_p1())))
+        .await;
+    h.shutdown().await;
+
+    let mut engine = rebuild(&log).unwrap();
+    let slower = PolicySet::from_toml(&POLICY.replace("P1 = \"2s\"", "P1 = \"1h\"")).unwrap();
+    let old_hash = engine.active_policy().unwrap().hash().to_owned();
+    assert!(
+        engine.activate(slower.clone(), at_ms(100)).is_some(),
+        "a changed file is a new version"
+    );
+    assert_ne!(old_hash, slower.hash());
+    let state = engine
+        .get(test_id().as_str())
+        .unwrap()
+        .clocks
+        .state_at(at_ms(100));
+    assert_eq!(
+        state.policy_hash, old_hash,
+        "the running incident keeps the version it started with"
+    );
+    assert_eq!(
+        state.response.target,
+        Some(jiff::SignedDuration::from_secs(2))
+    );
+    let mut same = rebuild(&log).unwrap();
+    assert!(
+        same.activate(PolicySet::from_toml(POLICY).unwrap(), at_ms(100))
+            .is_none(),
+        "an unchanged file is not recorded again"
+    );
+}
