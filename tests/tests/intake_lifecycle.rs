@@ -150,3 +150,47 @@ async fn sigterm_stops_cleanly_and_keeps_everything() {
     let got = ctl_ok(&intake.grpc_url(), &["get", inc["id"].as_str().unwrap()]);
     assert_eq!(got["title"], "Disk full");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_log_stops_the_start_with_a_clear_message() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("intake");
+    let mut intake = start_intake(&nats, &data);
+    let inc = ctl_ok(
+        &intake.grpc_url(),
+        &[
+            "open",
+            "--title",
+            "Will be tampered",
+            "--service",
+            "db",
+            "--impact",
+            "low",
+            "--urgency",
+            "low",
+        ],
+    );
+    assert_eq!(inc["priority"], "P5");
+    intake
+        .terminate(Duration::from_secs(10))
+        .expect("clean stop");
+
+    // rewrite the first record's event bytes behind the log's back
+    {
+        let db = sled::open(data.join("log")).unwrap();
+        let key = incident_eventlog::layout::record_key(1);
+        let mut value = db.get(key).unwrap().unwrap().to_vec();
+        let n = value.len();
+        value[n - 10] ^= 0x20;
+        db.insert(key, value).unwrap();
+        db.flush().unwrap();
+    }
+    let mut restarted = start_intake(&nats, &data);
+    let status = restarted
+        .wait_exit(Duration::from_secs(20))
+        .expect("intake refuses to start");
+    assert!(!status.success());
+    let log = restarted.log();
+    assert!(log.contains("damaged") && log.contains("record 1"), "{log}");
+}
