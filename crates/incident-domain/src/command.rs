@@ -72,6 +72,8 @@ pub enum Action {
     /// Another report of an active incident (same dedup key) arrived.
     RecordDuplicate {
         source: Source,
+        /// The sender's idempotency key: a repeat carrying one already recorded changes nothing.
+        request_id: Option<String>,
     },
 }
 

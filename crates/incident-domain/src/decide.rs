@@ -130,12 +130,13 @@ pub fn decide(
                 }]
             }
         }
-        Action::RecordDuplicate { source } => {
+        Action::RecordDuplicate { source, request_id } => {
             if !inc.status.is_active() {
                 return Err(refuse());
             }
             vec![EventKind::DuplicateReceived {
                 source: checked_source(source)?,
+                request_id: optional("request_id", request_id.as_deref(), MAX_KEY)?,
             }]
         }
     };

@@ -60,5 +60,6 @@ pub enum EventKind {
     },
     DuplicateReceived {
         source: Source,
+        request_id: Option<String>,
     },
 }

@@ -200,7 +200,7 @@ pub fn evolve(state: Option<Incident>, event: &IncidentEvent) -> Result<Incident
             inc.impact = *impact;
             inc.urgency = *urgency;
         }
-        EventKind::DuplicateReceived { source } => {
+        EventKind::DuplicateReceived { source, .. } => {
             inc.duplicate_count += 1;
             if inc.sources.len() >= MAX_SOURCES {
                 // keep the first report, drop the oldest repeat

@@ -137,6 +137,8 @@ struct PriorityChangedV1 {
 struct DuplicateReceivedV1 {
     actor: String,
     source: SourceV1,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
 }
 
 fn source_v1(s: &Source) -> SourceV1 {
@@ -225,9 +227,10 @@ pub fn data_of(event: &IncidentEvent) -> Value {
             urgency: *urgency,
             reason: reason.clone(),
         }),
-        EventKind::DuplicateReceived { source } => to_value(DuplicateReceivedV1 {
+        EventKind::DuplicateReceived { source, request_id } => to_value(DuplicateReceivedV1 {
             actor,
             source: source_v1(source),
+            request_id: request_id.clone(),
         }),
     }
 }
@@ -342,6 +345,7 @@ pub fn decode(env: &Envelope) -> Result<IncidentEvent, DecodeError> {
                 d.actor,
                 EventKind::DuplicateReceived {
                     source: source_of(d.source),
+                    request_id: d.request_id,
                 },
             )
         }

@@ -501,15 +501,20 @@ fn duplicates_add_to_an_active_incident_only() {
             7,
             Action::RecordDuplicate {
                 source: src.clone(),
+                request_id: Some("am-1".into()),
             },
         )
         .then(&[E::DuplicateReceived {
             source: src.clone(),
+            request_id: Some("am-1".into()),
         }]);
     assert_eq!(inc.duplicate_count, 1);
     assert_eq!(inc.sources.last(), Some(&(src.clone(), t(7))));
     only_from(
-        Action::RecordDuplicate { source: src },
+        Action::RecordDuplicate {
+            source: src,
+            request_id: None,
+        },
         &[
             Status::Open,
             Status::Acknowledged,
@@ -531,6 +536,7 @@ fn sources_are_bounded_but_counted() {
             i + 1,
             E::DuplicateReceived {
                 source: src.clone(),
+                request_id: None,
             },
         ));
     }

@@ -79,6 +79,8 @@ fn cases() -> Vec<IncidentEvent> {
                     kind: "alertmanager".into(),
                     key: "{}:{alertname=\"DiskFull\"}".into(),
                 },
+                // written before the field existed: still reads, as None
+                request_id: None,
             },
         ),
     ]

@@ -28,6 +28,9 @@ pub struct Config {
     /// TOML file overriding cells of the impact x urgency priority matrix.
     #[arg(long, env = "PRIORITY_MATRIX_FILE")]
     pub priority_matrix_file: Option<PathBuf>,
+    /// Other systems' intake: routing keys, severity mapping, Alertmanager labels, tokens.
+    #[arg(long, env = "INTAKE_SOURCES_FILE")]
+    pub sources_file: Option<PathBuf>,
     /// How long JetStream drops re-published event ids, in seconds (for streams it creates).
     #[arg(long, env = "NATS_DUPLICATE_WINDOW_SECS", default_value_t = 120)]
     pub duplicate_window_secs: u64,
@@ -45,6 +48,7 @@ impl Config {
             grpc_addr: ([127, 0, 0, 1], 0).into(),
             http_addr: ([127, 0, 0, 1], 0).into(),
             priority_matrix_file: None,
+            sources_file: None,
             duplicate_window_secs: 120,
             log_format: "text".into(),
         }

@@ -7,15 +7,18 @@ pub mod convert;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod ingest;
 pub mod metrics;
 pub mod processor;
 pub mod projection;
+pub mod sources;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
+use incident_bus::consumer::{self, ConsumerSpec};
 use incident_bus::{NatsOptions, Relay, streams};
 use incident_domain::{Envelope, PriorityMatrix, stored};
 use incident_eventlog::EventLog;
@@ -29,6 +32,27 @@ use projection::Projection;
 
 /// The relay's cursor name in intake's log.
 pub const RELAY_CURSOR: &str = "relay.INCIDENT_EVENTS";
+/// The durable consumer of `incident.v1.intake`.
+pub const NATS_INTAKE_DURABLE: &str = "incident-intake";
+
+/// Handles one message from `incident.v1.intake`: invalid ones are dead-lettered with the
+/// reason; ones that cannot be made durable now are redelivered.
+async fn nats_intake(
+    handle: &processor::Handle,
+    state: &Arc<RwLock<Projection>>,
+    d: incident_bus::Delivery,
+) -> incident_bus::Handled {
+    use incident_bus::Handled;
+    let req = match sources::nats_message(&d.payload, &d.id) {
+        Ok(r) => r,
+        Err(e) => return Handled::Reject(e.errors.join("; ")),
+    };
+    match ingest::ingest(handle, state, req, "nats").await {
+        Ok(_) => Handled::Done,
+        Err(error::ServiceError::Rejected(e)) => Handled::Reject(e.to_string()),
+        Err(e) => Handled::Retry(e.to_string()),
+    }
+}
 
 /// Folds the whole log into the projection; a record that cannot be read stops the start.
 pub fn rebuild(log: &EventLog) -> anyhow::Result<Projection> {
@@ -63,6 +87,20 @@ pub async fn run(
         None => PriorityMatrix::default(),
     };
 
+    let sources = match &config.sources_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            sources::Sources::from_toml(&text)
+                .map_err(|e| anyhow::anyhow!("in {}: {e}", path.display()))?
+        }
+        None => sources::Sources::default(),
+    };
+    let sources = Arc::new(sources);
+    if sources.auth.tokens.is_empty() {
+        tracing::warn!("HTTP intake takes events without a token (no [auth] tokens configured)");
+    }
+
     let log_dir = config.data_dir.join("log");
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
@@ -92,32 +130,6 @@ pub async fn run(
         RELAY_CURSOR,
     );
     let relay_status = relay.status();
-    let relay_wake = relay.waker();
-    let stream_ready = Arc::new(AtomicBool::new(false));
-    let relay_task = {
-        let stream_ready = stream_ready.clone();
-        let stop = stop_rx.clone();
-        let window = config.duplicate_window();
-        tokio::spawn(async move {
-            let mut failures = 0;
-            loop {
-                if *stop.borrow() {
-                    return;
-                }
-                match incident_bus::ensure_stream(&js, &streams::INCIDENT_EVENTS, window).await {
-                    Ok(_) => break,
-                    Err(e) => {
-                        failures += 1;
-                        tracing::warn!(error = %e, "INCIDENT_EVENTS not ready; retrying");
-                        tokio::time::sleep(incident_bus::relay::backoff(failures)).await;
-                    }
-                }
-            }
-            stream_ready.store(true, Ordering::SeqCst);
-            relay.run(stop).await;
-        })
-    };
-
     let metrics = Arc::new(metrics::Metrics::default());
     let (changes, _) = broadcast::channel(4096);
     let (handle, processor_task) = Processor::new(
@@ -125,17 +137,62 @@ pub async fn run(
         state.clone(),
         matrix,
         changes.clone(),
-        relay_wake,
+        relay.waker(),
         metrics.clone(),
     )
     .spawn(4096);
+
+    let stream_ready = Arc::new(AtomicBool::new(false));
+    let relay_task = {
+        let stream_ready = stream_ready.clone();
+        let stop = stop_rx.clone();
+        let window = config.duplicate_window();
+        let handle = handle.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut failures = 0;
+            'ensure: loop {
+                if *stop.borrow() {
+                    return;
+                }
+                for spec in [
+                    &streams::INCIDENT_EVENTS,
+                    &streams::INCIDENT_INTAKE,
+                    &streams::INCIDENT_DEADLETTER,
+                ] {
+                    if let Err(e) = incident_bus::ensure_stream(&js, spec, window).await {
+                        failures += 1;
+                        tracing::warn!(stream = spec.name, error = %e, "stream not ready; retrying");
+                        tokio::time::sleep(incident_bus::relay::backoff(failures)).await;
+                        continue 'ensure;
+                    }
+                }
+                break;
+            }
+            stream_ready.store(true, Ordering::SeqCst);
+            let relay = tokio::spawn(relay.run(stop.clone()));
+            let spec = ConsumerSpec::new(streams::INCIDENT_INTAKE.name, NATS_INTAKE_DURABLE);
+            consumer::run(
+                js,
+                spec,
+                move |d| {
+                    let handle = handle.clone();
+                    let state = state.clone();
+                    async move { nats_intake(&handle, &state, d).await }
+                },
+                stop,
+            )
+            .await;
+            let _ = relay.await;
+        })
+    };
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<IntakeServiceServer<grpc::IntakeApi>>()
         .await;
     let (reflection_v1, reflection_v1alpha) = incident_runtime::reflection()?;
-    let api = grpc::IntakeApi::new(handle, state.clone(), changes);
+    let api = grpc::IntakeApi::new(handle.clone(), state.clone(), changes);
 
     let shared = http::Shared {
         log: log.clone(),
@@ -144,6 +201,8 @@ pub async fn run(
         relay: relay_status,
         nats_up,
         stream_ready,
+        handle,
+        sources,
     };
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(async move {

@@ -199,6 +199,7 @@ impl Processor {
                                 existing,
                                 Action::RecordDuplicate {
                                     source: open.source.clone(),
+                                    request_id: open.request_id.clone(),
                                 },
                                 true,
                             ),
@@ -241,8 +242,18 @@ impl Processor {
                         let Some(after) = after.filter(|_| folded) else {
                             continue;
                         };
-                        if let Some(r) = &after.request_id {
-                            staged_requests.insert(r.clone(), after.id.clone());
+                        for (e, _) in &encoded {
+                            if let incident_domain::EventKind::Opened {
+                                request_id: Some(r),
+                                ..
+                            }
+                            | incident_domain::EventKind::DuplicateReceived {
+                                request_id: Some(r),
+                                ..
+                            } = &e.kind
+                            {
+                                staged_requests.insert(r.clone(), after.id.clone());
+                            }
                         }
                         if let Some(k) = &after.dedup_key
                             && after.status.is_active()

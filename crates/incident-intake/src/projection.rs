@@ -74,6 +74,10 @@ impl Projection {
         if let EventKind::Opened {
             request_id: Some(r),
             ..
+        }
+        | EventKind::DuplicateReceived {
+            request_id: Some(r),
+            ..
         } = kind
         {
             self.by_request.insert(r.clone(), inc.id.clone());
