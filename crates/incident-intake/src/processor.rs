@@ -104,7 +104,7 @@ pub struct Processor {
 
 /// What to answer for one pending command once the batch is written.
 enum Plan {
-    Answer(Result<Outcome, ServiceError>),
+    Refused(ServiceError),
     /// No new events: answer with the incident's state after the batch.
     Current {
         id: IncidentId,
@@ -210,7 +210,7 @@ impl Processor {
                 let before = current(&target, &staged);
                 let cmd = Command::new(target.clone(), p.at, &p.actor, action);
                 match decide(before.as_ref(), &cmd, &self.matrix) {
-                    Err(e) => plans.push(Plan::Answer(Err(e.into()))),
+                    Err(e) => plans.push(Plan::Refused(e.into())),
                     Ok(events) if events.is_empty() => plans.push(Plan::Current {
                         id: target,
                         deduplicated,
@@ -224,9 +224,9 @@ impl Processor {
                             match incident_domain::evolve(after.take(), &e) {
                                 Ok(a) => after = Some(a),
                                 Err(err) => {
-                                    plans.push(Plan::Answer(Err(ServiceError::Internal(
+                                    plans.push(Plan::Refused(ServiceError::Internal(
                                         err.to_string(),
-                                    ))));
+                                    )));
                                     folded = false;
                                     break;
                                 }
@@ -349,7 +349,7 @@ impl Processor {
         let state = self.state.read().ok();
         for (p, plan) in batch.into_iter().zip(plans) {
             let answer = match plan {
-                Plan::Answer(a) => a,
+                Plan::Refused(e) => Err(e),
                 Plan::Current { id, deduplicated } => state
                     .as_ref()
                     .and_then(|s| s.get(&id).cloned())

@@ -221,8 +221,11 @@ async fn a_p1_on_hold_before_its_deadline_pauses_and_does_not_breach() {
         types(&log),
         ["sla.started.v1", "sla.met.v1", "sla.paused.v1"]
     );
-    let engine = h.writer.engine.lock().unwrap();
-    let state = engine
+    let state = h
+        .writer
+        .engine
+        .lock()
+        .unwrap()
         .get(test_id().as_str())
         .unwrap()
         .clocks
@@ -232,7 +235,6 @@ async fn a_p1_on_hold_before_its_deadline_pauses_and_does_not_breach() {
         state.resolution.elapsed,
         jiff::SignedDuration::from_millis(500)
     );
-    drop(engine);
     h.shutdown().await;
 }
 
@@ -367,11 +369,25 @@ async fn a_new_policy_version_is_recorded_and_old_clocks_keep_theirs() {
 
 #[test]
 fn the_example_policy_file_and_the_default_policy_load() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/sla-policy.toml")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/sla-policy.toml"
+    ))
+    .unwrap();
     let set = PolicySet::from_toml(&text).unwrap();
     assert_eq!(set.policies().len(), 2);
-    assert_eq!(set.select("payments", "", incident_sla::Priority::P3).unwrap().name(), "payments");
-    assert_eq!(set.select("mail", "", incident_sla::Priority::P3).unwrap().name(), "standard");
+    assert_eq!(
+        set.select("payments", "", incident_sla::Priority::P3)
+            .unwrap()
+            .name(),
+        "payments"
+    );
+    assert_eq!(
+        set.select("mail", "", incident_sla::Priority::P3)
+            .unwrap()
+            .name(),
+        "standard"
+    );
     PolicySet::from_toml(incident_sla_timer::config::DEFAULT_POLICY).unwrap();
 }
 
@@ -382,40 +398,59 @@ async fn the_grpc_api_answers_bad_requests_with_clear_codes() {
     let dir = tempfile::tempdir().unwrap();
     let log = EventLog::open(dir.path()).unwrap();
     let h = start(&log, t0()).await;
-    h.writer.on_delivery(delivery(&incident_event(0, opened_p1()))).await;
-    let api = incident_sla_timer::grpc::SlaApi::new(h.writer.engine.clone(), TimeSource::new(at_ms(500)));
+    h.writer
+        .on_delivery(delivery(&incident_event(0, opened_p1())))
+        .await;
+    let api =
+        incident_sla_timer::grpc::SlaApi::new(h.writer.engine.clone(), TimeSource::new(at_ms(500)));
     let err = api
-        .get_incident_sla(tonic::Request::new(pb::GetIncidentSlaRequest { incident_id: "a.b".into() }))
+        .get_incident_sla(tonic::Request::new(pb::GetIncidentSlaRequest {
+            incident_id: "a.b".into(),
+        }))
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     let err = api
-        .get_incident_sla(tonic::Request::new(pb::GetIncidentSlaRequest { incident_id: "INC-NONE".into() }))
+        .get_incident_sla(tonic::Request::new(pb::GetIncidentSlaRequest {
+            incident_id: "INC-NONE".into(),
+        }))
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
     let err = api
-        .report(tonic::Request::new(pb::ReportRequest { by: "weather".into(), ..Default::default() }))
+        .report(tonic::Request::new(pb::ReportRequest {
+            by: "weather".into(),
+            ..Default::default()
+        }))
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().contains("by"));
     let err = api
         .list_breaches(tonic::Request::new(pb::ListBreachesRequest {
-            from: Some(prost_types::Timestamp { seconds: i64::MAX, nanos: 0 }),
+            from: Some(prost_types::Timestamp {
+                seconds: i64::MAX,
+                nanos: 0,
+            }),
             to: None,
         }))
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     let ok = api
-        .get_incident_sla(tonic::Request::new(pb::GetIncidentSlaRequest { incident_id: test_id().to_string() }))
+        .get_incident_sla(tonic::Request::new(pb::GetIncidentSlaRequest {
+            incident_id: test_id().to_string(),
+        }))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(ok.clocks[0].state, "running");
     assert_eq!(ok.clocks[0].remaining_secs, 1);
-    let at_risk = api.list_at_risk(tonic::Request::new(pb::ListAtRiskRequest { limit: 0 })).await.unwrap().into_inner();
+    let at_risk = api
+        .list_at_risk(tonic::Request::new(pb::ListAtRiskRequest { limit: 0 }))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(at_risk.clocks.len(), 2);
     assert_eq!(at_risk.clocks[0].clock.as_ref().unwrap().clock, "response");
     h.shutdown().await;
