@@ -34,6 +34,10 @@ pub struct Config {
     /// How long JetStream drops re-published event ids, in seconds (for streams it creates).
     #[arg(long, env = "NATS_DUPLICATE_WINDOW_SECS", default_value_t = 120)]
     pub duplicate_window_secs: u64,
+    /// Instead of serving: move the (damaged) log aside, write a new one from INCIDENT_EVENTS,
+    /// print a report and exit.
+    #[arg(long)]
+    pub rebuild_log_from_jetstream: bool,
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -49,6 +53,7 @@ impl Config {
             http_addr: ([127, 0, 0, 1], 0).into(),
             priority_matrix_file: None,
             sources_file: None,
+            rebuild_log_from_jetstream: false,
             duplicate_window_secs: 120,
             log_format: "text".into(),
         }

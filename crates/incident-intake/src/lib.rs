@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod processor;
 pub mod projection;
+pub mod rebuild;
 pub mod sources;
 
 use std::future::Future;
