@@ -668,3 +668,44 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever arrives on an HTTP route or the NATS subject, the parsers answer, never panic.
+        #[test]
+        fn parsers_never_panic_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..1024)) {
+            let s = Sources::default();
+            let _ = pagerduty(&s, &bytes, "g");
+            let _ = alertmanager(&s, &bytes);
+            let _ = nats_message(&bytes, "m");
+        }
+
+        #[test]
+        fn parsers_never_panic_on_json_shaped_input(
+            action in prop::sample::select(vec!["trigger", "acknowledge", "resolve", "x", ""]),
+            key in ".{0,300}",
+            summary in ".{0,1100}",
+            severity in prop::sample::select(vec!["critical", "error", "warning", "info", "loud"]),
+            status in prop::sample::select(vec!["firing", "resolved", "?"]),
+        ) {
+            let s = Sources::default();
+            let pd = serde_json::json!({"routing_key": key, "event_action": action, "dedup_key": key,
+                "payload": {"summary": summary, "source": key, "severity": severity}});
+            let _ = pagerduty(&s, pd.to_string().as_bytes(), "g");
+            let am = serde_json::json!({"version": "4", "groupKey": key, "status": status,
+                "commonLabels": {"service": summary}, "alerts": [{"status": status, "labels": {"a": key}}]});
+            if let Ok(Request::Trigger(o)) = alertmanager(&s, am.to_string().as_bytes()) {
+                prop_assert!(o.title.chars().count() <= 1024);
+                prop_assert!(o.service.chars().count() <= 128);
+            }
+            let nm = serde_json::json!({"title": summary, "service": key, "impact": severity, "urgency": "high", "action": action});
+            let _ = nats_message(nm.to_string().as_bytes(), "m");
+        }
+    }
+}
