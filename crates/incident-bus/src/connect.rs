@@ -57,10 +57,22 @@ pub async fn connect(opts: &NatsOptions) -> Result<(Client, Arc<AtomicBool>), as
                 }
             }
         })
-        .connect(&opts.url)
+        .connect(server_addrs(&opts.url)?)
         .await?;
     if client.connection_state() == async_nats::connection::State::Connected {
         up.store(true, Ordering::SeqCst);
     }
     Ok((client, up))
+}
+
+/// `nats://a:4222,nats://b:4222` (a cluster) as the list of servers to try.
+pub fn server_addrs(url: &str) -> Result<Vec<async_nats::ServerAddr>, async_nats::Error> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<async_nats::ServerAddr>()
+                .map_err(|e| format!("bad NATS_URL {s:?}: {e}").into())
+        })
+        .collect()
 }

@@ -10,4 +10,4 @@ pub mod streams;
 pub use connect::{NatsOptions, connect};
 pub use consumer::{ConsumerSpec, Delivery, Handled};
 pub use relay::{Relay, RelayStatus};
-pub use streams::{StreamSpec, ensure_stream};
+pub use streams::{StreamSpec, ensure_stream, ensure_stream_replicated};

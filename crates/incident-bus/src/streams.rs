@@ -74,17 +74,27 @@ impl StreamSpec {
     }
 }
 
-/// Creates the stream if it does not exist; an existing stream is left as it is (its settings
-/// may have been tuned by an operator) and returned.
+/// Creates the stream (one replica) if it does not exist; an existing stream is left as it is
+/// (its settings may have been tuned by an operator) and returned.
 pub async fn ensure_stream(
     js: &jetstream::Context,
     spec: &StreamSpec,
     duplicate_window: Duration,
 ) -> Result<jetstream::stream::Stream, async_nats::Error> {
+    ensure_stream_replicated(js, spec, duplicate_window, 1).await
+}
+
+/// As [`ensure_stream`], with `replicas` copies (3 on a three-node cluster).
+pub async fn ensure_stream_replicated(
+    js: &jetstream::Context,
+    spec: &StreamSpec,
+    duplicate_window: Duration,
+    replicas: usize,
+) -> Result<jetstream::stream::Stream, async_nats::Error> {
     match js.get_stream(spec.name).await {
         Ok(s) => Ok(s),
         Err(_) => Ok(js
-            .get_or_create_stream(spec.config(duplicate_window, 1))
+            .get_or_create_stream(spec.config(duplicate_window, replicas))
             .await?),
     }
 }

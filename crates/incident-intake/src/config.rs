@@ -38,6 +38,9 @@ pub struct Config {
     /// print a report and exit.
     #[arg(long)]
     pub rebuild_log_from_jetstream: bool,
+    /// Copies of each stream this service creates (3 on a three-node JetStream cluster).
+    #[arg(long, env = "NATS_STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -54,6 +57,7 @@ impl Config {
             priority_matrix_file: None,
             sources_file: None,
             rebuild_log_from_jetstream: false,
+            stream_replicas: 1,
             duplicate_window_secs: 120,
             log_format: "text".into(),
         }

@@ -148,6 +148,7 @@ pub async fn run(
         let stream_ready = stream_ready.clone();
         let stop = stop_rx.clone();
         let window = config.duplicate_window();
+        let replicas = config.stream_replicas;
         let handle = handle.clone();
         let state = state.clone();
         tokio::spawn(async move {
@@ -161,7 +162,9 @@ pub async fn run(
                     &streams::INCIDENT_INTAKE,
                     &streams::INCIDENT_DEADLETTER,
                 ] {
-                    if let Err(e) = incident_bus::ensure_stream(&js, spec, window).await {
+                    if let Err(e) =
+                        incident_bus::ensure_stream_replicated(&js, spec, window, replicas).await
+                    {
                         failures += 1;
                         tracing::warn!(stream = spec.name, error = %e, "stream not ready; retrying");
                         tokio::time::sleep(incident_bus::relay::backoff(failures)).await;

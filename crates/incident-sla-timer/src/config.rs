@@ -31,6 +31,9 @@ pub struct Config {
     /// How long JetStream drops re-published event ids, in seconds (for streams it creates).
     #[arg(long, env = "NATS_DUPLICATE_WINDOW_SECS", default_value_t = 120)]
     pub duplicate_window_secs: u64,
+    /// Copies of each stream this service creates (3 on a three-node JetStream cluster).
+    #[arg(long, env = "NATS_STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,

@@ -137,6 +137,7 @@ pub async fn run(
         let stop = stop_rx.clone();
         let writer = writer.clone();
         let window = config.duplicate_window();
+        let replicas = config.stream_replicas;
         tokio::spawn(async move {
             let mut failures = 0;
             loop {
@@ -149,7 +150,9 @@ pub async fn run(
                     &streams::SLA_EVENTS,
                     &streams::INCIDENT_DEADLETTER,
                 ] {
-                    if let Err(e) = incident_bus::ensure_stream(&js, spec, window).await {
+                    if let Err(e) =
+                        incident_bus::ensure_stream_replicated(&js, spec, window, replicas).await
+                    {
                         tracing::warn!(stream = spec.name, error = %e, "stream not ready; retrying");
                         ok = false;
                         break;
