@@ -50,6 +50,9 @@ struct Cli {
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Table)]
     output: Format,
+    /// Bearer token for services that require one (see TOKENS_FILE).
+    #[arg(long, global = true, env = "INCIDENT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Who is acting (recorded on every event).
     #[arg(long, global = true, env = "INCIDENT_ACTOR", default_value = "")]
     actor: String,
@@ -245,14 +248,37 @@ fn status_i32(s: StatusArg) -> i32 {
     }) as i32
 }
 
-pub(crate) async fn channel(url: &str) -> Result<Channel> {
-    Endpoint::from_shared(url.to_owned())
+/// The bearer token given with `--token` / `INCIDENT_TOKEN`, set once at start.
+static TOKEN: std::sync::OnceLock<Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>> =
+    std::sync::OnceLock::new();
+
+/// Adds the bearer token (when there is one) to every call.
+#[derive(Clone)]
+pub(crate) struct Bearer;
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(Some(v)) = TOKEN.get() {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+pub(crate) type Conn = tonic::service::interceptor::InterceptedService<Channel, Bearer>;
+
+/// A connection to a service, carrying the token.
+pub(crate) async fn channel(url: &str) -> Result<Conn> {
+    let channel = Endpoint::from_shared(url.to_owned())
         .with_context(|| format!("bad address {url}"))?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
         .connect()
         .await
-        .with_context(|| format!("cannot reach {url}"))
+        .with_context(|| format!("cannot reach {url}"))?;
+    Ok(tonic::service::interceptor::InterceptedService::new(
+        channel, Bearer,
+    ))
 }
 
 #[tokio::main]
@@ -289,6 +315,20 @@ async fn run(cli: Cli) -> Result<()> {
     } else {
         cli.actor.clone()
     };
+    let token = match cli
+        .token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        Some(t) => Some(
+            format!("Bearer {t}")
+                .parse()
+                .context("the token must be printable ASCII")?,
+        ),
+        None => None,
+    };
+    let _ = TOKEN.set(token);
     let json_out = matches!(cli.output, Format::Json);
     let command = match cli.command {
         Cmd::Sla { cmd } => return sla::run(&cli.sla_url, cmd, json_out).await,

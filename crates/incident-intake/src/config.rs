@@ -41,6 +41,9 @@ pub struct Config {
     /// Copies of each stream this service creates (3 on a three-node JetStream cluster).
     #[arg(long, env = "NATS_STREAM_REPLICAS", default_value_t = 1)]
     pub stream_replicas: usize,
+    /// gRPC bearer tokens with roles (TOML). Without it every call is allowed.
+    #[arg(long, env = "TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -58,6 +61,7 @@ impl Config {
             sources_file: None,
             rebuild_log_from_jetstream: false,
             stream_replicas: 1,
+            tokens_file: None,
             duplicate_window_secs: 120,
             log_format: "text".into(),
         }

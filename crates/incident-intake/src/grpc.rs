@@ -95,6 +95,7 @@ impl IntakeService for IntakeApi {
         &self,
         request: Request<pb::OpenIncidentRequest>,
     ) -> Result<Response<pb::OpenIncidentResponse>, Status> {
+        let actor = incident_runtime::auth::actor(&request, &request.get_ref().actor);
         let r = request.into_inner();
         let open = (|| -> Result<OpenIncident, DomainError> {
             Ok(OpenIncident {
@@ -116,7 +117,7 @@ impl IntakeService for IntakeApi {
         let id = IncidentId::from_uuid_bytes(*uuid::Uuid::now_v7().as_bytes());
         let outcome = self
             .handle
-            .submit(Intent::Open { id, open }, &r.actor, "open")
+            .submit(Intent::Open { id, open }, &actor, "open")
             .await?;
         Ok(Response::new(pb::OpenIncidentResponse {
             incident: Some(convert::incident(&outcome.incident)),
@@ -128,8 +129,9 @@ impl IntakeService for IntakeApi {
         &self,
         request: Request<pb::AcknowledgeIncidentRequest>,
     ) -> Result<Response<pb::Incident>, Status> {
+        let actor = incident_runtime::auth::actor(&request, &request.get_ref().actor);
         let r = request.into_inner();
-        self.act(&r.id, &r.actor, "acknowledge", || Ok(Action::Acknowledge))
+        self.act(&r.id, &actor, "acknowledge", || Ok(Action::Acknowledge))
             .await
     }
 
@@ -137,8 +139,9 @@ impl IntakeService for IntakeApi {
         &self,
         request: Request<pb::AssignIncidentRequest>,
     ) -> Result<Response<pb::Incident>, Status> {
+        let actor = incident_runtime::auth::actor(&request, &request.get_ref().actor);
         let r = request.into_inner();
-        self.act(&r.id, &r.actor, "assign", || {
+        self.act(&r.id, &actor, "assign", || {
             Ok(Action::Assign {
                 group: r.group.clone(),
                 assignee: opt(&r.assignee),
@@ -151,8 +154,9 @@ impl IntakeService for IntakeApi {
         &self,
         request: Request<pb::StartWorkRequest>,
     ) -> Result<Response<pb::Incident>, Status> {
+        let actor = incident_runtime::auth::actor(&request, &request.get_ref().actor);
         let r = request.into_inner();
-        self.act(&r.id, &r.actor, "start", || Ok(Action::StartWork))
+        self.act(&r.id, &actor, "start", || Ok(Action::StartWork))
             .await
     }
 
@@ -160,8 +164,9 @@ impl IntakeService for IntakeApi {
         &self,
         request: Request<pb::PutOnHoldRequest>,
     ) -> Result<Response<pb::Incident>, Status> {
+        let actor = incident_runtime::auth::actor(&request, &request.get_ref().actor);
         let r = request.into_inner();
-        self.act(&r.id, &r.actor, "hold", || {
+        self.act(&r.id, &actor, "hold", || {
             Ok(Action::PutOnHold {
                 reason: r.reason.clone(),
             })
@@ -173,8 +178,9 @@ impl IntakeService for IntakeApi {
         &self,
         request: Request<pb::ResumeIncidentRequest>,
     ) -> Result<Response<pb::Incident>, Status> {
+        let actor = incident_runtime::auth::actor(&request, &request.get_ref().actor);
         let r = request.into_inner();
-        self.act(&r.id, &r.actor, "resume", || Ok(Action::Resume))
+        self.act(&r.id, &actor, "resume", || Ok(Action::Resume))
             .await
     }
 
@@ -182,8 +188,9 @@ impl IntakeService for IntakeApi {
         &self,
         request: Request<pb::ResolveIncidentRequest>,
     ) -> Result<Response<pb::Incident>, Status> {
+        let actor = incident_runtime::auth::actor(&request, &request.get_ref().actor);
         let r = request.into_inner();
-        self.act(&r.id, &r.actor, "resolve", || {
+        self.act(&r.id, &actor, "resolve", || {
             Ok(Action::Resolve { note: opt(&r.note) })
         })
         .await
@@ -193,17 +200,18 @@ impl IntakeService for IntakeApi {
         &self,
         request: Request<pb::CloseIncidentRequest>,
     ) -> Result<Response<pb::Incident>, Status> {
+        let actor = incident_runtime::auth::actor(&request, &request.get_ref().actor);
         let r = request.into_inner();
-        self.act(&r.id, &r.actor, "close", || Ok(Action::Close))
-            .await
+        self.act(&r.id, &actor, "close", || Ok(Action::Close)).await
     }
 
     async fn reopen_incident(
         &self,
         request: Request<pb::ReopenIncidentRequest>,
     ) -> Result<Response<pb::Incident>, Status> {
+        let actor = incident_runtime::auth::actor(&request, &request.get_ref().actor);
         let r = request.into_inner();
-        self.act(&r.id, &r.actor, "reopen", || {
+        self.act(&r.id, &actor, "reopen", || {
             Ok(Action::Reopen {
                 reason: r.reason.clone(),
             })
@@ -215,8 +223,9 @@ impl IntakeService for IntakeApi {
         &self,
         request: Request<pb::CommentIncidentRequest>,
     ) -> Result<Response<pb::Incident>, Status> {
+        let actor = incident_runtime::auth::actor(&request, &request.get_ref().actor);
         let r = request.into_inner();
-        self.act(&r.id, &r.actor, "comment", || {
+        self.act(&r.id, &actor, "comment", || {
             Ok(Action::Comment {
                 text: r.text.clone(),
             })
@@ -228,8 +237,9 @@ impl IntakeService for IntakeApi {
         &self,
         request: Request<pb::ChangePriorityRequest>,
     ) -> Result<Response<pb::Incident>, Status> {
+        let actor = incident_runtime::auth::actor(&request, &request.get_ref().actor);
         let r = request.into_inner();
-        self.act(&r.id, &r.actor, "change_priority", || {
+        self.act(&r.id, &actor, "change_priority", || {
             Ok(Action::ChangePriority {
                 impact: convert::impact(r.impact, "impact")?,
                 urgency: convert::urgency(r.urgency, "urgency")?,

@@ -196,6 +196,7 @@ pub async fn run(
         .set_serving::<IntakeServiceServer<grpc::IntakeApi>>()
         .await;
     let (reflection_v1, reflection_v1alpha) = incident_runtime::reflection()?;
+    let auth_layer = incident_runtime::load_tokens(config.tokens_file.as_deref())?;
     let api = grpc::IntakeApi::new(handle.clone(), state.clone(), changes);
 
     let shared = http::Shared {
@@ -219,6 +220,7 @@ pub async fn run(
 
     let mut grpc_stop = stop_rx.clone();
     let grpc_server = tonic::transport::Server::builder()
+        .layer(auth_layer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

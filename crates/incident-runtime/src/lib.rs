@@ -2,6 +2,8 @@
 //! shutdown signal (SIGTERM or Ctrl-C), binding and announcing listeners, the reflection
 //! services, and writing Prometheus text.
 
+pub mod auth;
+
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
@@ -104,4 +106,15 @@ pub fn metric_family(
 /// One unlabelled sample.
 pub fn sample(value: u64) -> Vec<(String, u64)> {
     vec![(String::new(), value)]
+}
+
+/// Loads the tokens file when one is configured; without one, says in the log that gRPC is open.
+pub fn load_tokens(path: Option<&std::path::Path>) -> anyhow::Result<auth::AuthLayer> {
+    match path {
+        Some(p) => Ok(auth::AuthLayer::new(Some(auth::Tokens::load(p)?))),
+        None => {
+            tracing::warn!("no TOKENS_FILE: gRPC calls are not authenticated");
+            Ok(auth::AuthLayer::new(None))
+        }
+    }
 }

@@ -34,6 +34,9 @@ pub struct Config {
     /// Copies of each stream this service creates (3 on a three-node JetStream cluster).
     #[arg(long, env = "NATS_STREAM_REPLICAS", default_value_t = 1)]
     pub stream_replicas: usize,
+    /// gRPC bearer tokens with roles (TOML). Without it every call is allowed.
+    #[arg(long, env = "TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,

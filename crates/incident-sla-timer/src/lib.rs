@@ -190,6 +190,7 @@ pub async fn run(
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<SlaServiceServer<grpc::SlaApi>>().await;
     let (reflection_v1, reflection_v1alpha) = incident_runtime::reflection()?;
+    let auth_layer = incident_runtime::load_tokens(config.tokens_file.as_deref())?;
     let shared = http::Shared {
         engine: engine.clone(),
         counters: writer.counters.clone(),
@@ -210,6 +211,7 @@ pub async fn run(
     let mut grpc_stop = stop_rx.clone();
     let grpc_task = tokio::spawn(
         tonic::transport::Server::builder()
+            .layer(auth_layer)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

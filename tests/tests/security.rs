@@ -1,0 +1,124 @@
+//! gRPC bearer tokens with roles, against a real intake process: no token is UNAUTHENTICATED,
+//! an auditor reads but may not act, a reporter opens but may not acknowledge, a responder
+//! acknowledges and is recorded as the actor; health stays open.
+
+use std::process::Command;
+use std::time::Duration;
+
+use incident_e2e::stream_events;
+use incident_testkit::{NatsServer, ServiceProcess, bin_path};
+
+const TOKENS: &str = r#"
+[[tokens]]
+name = "rita-reporter"
+role = "reporter"
+token = "reporter-token-0123456789"
+
+[[tokens]]
+name = "alice"
+role = "responder"
+token = "responder-token-0123456789"
+
+[[tokens]]
+name = "audit"
+role = "auditor"
+token = "auditor-token-0123456789"
+"#;
+
+fn ctl(url: &str, token: Option<&str>, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = Command::new(bin_path("incidentctl"));
+    cmd.args(["-o", "json", "--intake-url", url])
+        .env_remove("INCIDENT_TOKEN");
+    if let Some(t) = token {
+        cmd.args(["--token", t]);
+    }
+    let out = cmd.args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn roles_decide_who_may_do_what() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(&tokens, TOKENS).unwrap();
+    let data = dir.path().join("intake");
+    let intake = ServiceProcess::spawn(
+        "incident-intake",
+        &[
+            ("NATS_URL", nats.url()),
+            ("DATA_DIR", data.display().to_string()),
+            ("TOKENS_FILE", tokens.display().to_string()),
+        ],
+        &data.with_extension("log"),
+    );
+    let url = intake.grpc_url();
+    let open = [
+        "open",
+        "--title",
+        "Printer on fire",
+        "--service",
+        "office",
+        "--impact",
+        "low",
+        "--urgency",
+        "high",
+    ];
+
+    let (ok, _, err) = ctl(&url, None, &open);
+    assert!(!ok && err.contains("UNAUTHENTICATED"), "{err}");
+    let (ok, _, err) = ctl(&url, Some("not-a-known-token-at-all"), &open);
+    assert!(!ok && err.contains("UNAUTHENTICATED"), "{err}");
+
+    let (ok, out, err) = ctl(&url, Some("reporter-token-0123456789"), &open);
+    assert!(ok, "{err}");
+    let inc: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let id = inc["id"].as_str().unwrap().to_owned();
+    let (ok, _, err) = ctl(&url, Some("reporter-token-0123456789"), &["ack", &id]);
+    assert!(!ok && err.contains("PERMISSION_DENIED"), "{err}");
+
+    let (ok, out, _) = ctl(&url, Some("auditor-token-0123456789"), &["get", &id]);
+    assert!(ok);
+    assert!(out.contains("Printer on fire"));
+    let (ok, _, err) = ctl(&url, Some("auditor-token-0123456789"), &["ack", &id]);
+    assert!(!ok && err.contains("PERMISSION_DENIED"), "{err}");
+    let (ok, _, err) = ctl(&url, Some("auditor-token-0123456789"), &open);
+    assert!(!ok && err.contains("PERMISSION_DENIED"), "{err}");
+
+    let (ok, _, err) = ctl(
+        &url,
+        Some("responder-token-0123456789"),
+        &["ack", &id, "--actor", "someone-else"],
+    );
+    assert!(ok, "{err}");
+
+    // health is open to all
+    let channel = tonic::transport::Endpoint::from_shared(url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health without a token");
+
+    // the token's name is the actor, whatever the caller claimed
+    let events = stream_events(
+        &nats.url(),
+        "INCIDENT_EVENTS",
+        &format!("incident.v1.events.{id}"),
+        2,
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(events[0]["data"]["actor"], "rita-reporter");
+    assert_eq!(events[1]["data"]["actor"], "alice");
+}
