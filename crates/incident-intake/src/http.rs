@@ -39,6 +39,7 @@ pub struct Shared {
     pub stream_ready: Arc<AtomicBool>,
     pub handle: Handle,
     pub sources: Arc<Sources>,
+    pub grpc_metrics: Arc<incident_runtime::grpc_metrics::GrpcMetrics>,
 }
 
 pub fn router(shared: Shared) -> Router {
@@ -148,6 +149,7 @@ async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
         "1 while connected to NATS.",
         &[(String::new(), u64::from(s.nats_up.load(Ordering::SeqCst)))],
     );
+    s.grpc_metrics.render(&mut out);
     (
         [(
             axum::http::header::CONTENT_TYPE,

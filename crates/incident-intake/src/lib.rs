@@ -197,6 +197,7 @@ pub async fn run(
         .await;
     let (reflection_v1, reflection_v1alpha) = incident_runtime::reflection()?;
     let auth_layer = incident_runtime::load_tokens(config.tokens_file.as_deref())?;
+    let grpc_metrics = Arc::new(incident_runtime::grpc_metrics::GrpcMetrics::default());
     let api = grpc::IntakeApi::new(handle.clone(), state.clone(), changes);
 
     let shared = http::Shared {
@@ -208,6 +209,7 @@ pub async fn run(
         stream_ready,
         handle,
         sources,
+        grpc_metrics: grpc_metrics.clone(),
     };
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(async move {
@@ -220,6 +222,9 @@ pub async fn run(
 
     let mut grpc_stop = stop_rx.clone();
     let grpc_server = tonic::transport::Server::builder()
+        .layer(incident_runtime::grpc_metrics::MetricsLayer::new(
+            grpc_metrics.clone(),
+        ))
         .layer(auth_layer)
         .add_service(health_service)
         .add_service(reflection_v1)

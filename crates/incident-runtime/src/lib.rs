@@ -3,6 +3,7 @@
 //! services, and writing Prometheus text.
 
 pub mod auth;
+pub mod grpc_metrics;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;

@@ -28,6 +28,7 @@ pub struct Shared {
     pub streams_ready: Arc<AtomicBool>,
     pub time: TimeSource,
     pub log: incident_eventlog::EventLog,
+    pub grpc_metrics: Arc<incident_runtime::grpc_metrics::GrpcMetrics>,
 }
 
 pub fn router(shared: Shared) -> Router {
@@ -164,6 +165,7 @@ async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
         "Incidents with a timer due.",
         &sample(timers),
     );
+    s.grpc_metrics.render(&mut out);
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -191,6 +191,7 @@ pub async fn run(
     health.set_serving::<SlaServiceServer<grpc::SlaApi>>().await;
     let (reflection_v1, reflection_v1alpha) = incident_runtime::reflection()?;
     let auth_layer = incident_runtime::load_tokens(config.tokens_file.as_deref())?;
+    let grpc_metrics = Arc::new(incident_runtime::grpc_metrics::GrpcMetrics::default());
     let shared = http::Shared {
         engine: engine.clone(),
         counters: writer.counters.clone(),
@@ -199,6 +200,7 @@ pub async fn run(
         streams_ready,
         time,
         log: log.clone(),
+        grpc_metrics: grpc_metrics.clone(),
     };
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(async move {
@@ -211,6 +213,9 @@ pub async fn run(
     let mut grpc_stop = stop_rx.clone();
     let grpc_task = tokio::spawn(
         tonic::transport::Server::builder()
+            .layer(incident_runtime::grpc_metrics::MetricsLayer::new(
+                grpc_metrics.clone(),
+            ))
             .layer(auth_layer)
             .add_service(health_service)
             .add_service(reflection_v1)
