@@ -174,6 +174,8 @@ fn the_example_configuration_loads() {
     incident_sla::PolicySet::from_toml(&read("sla-policy.toml")).unwrap();
     incident_intake::sources::Sources::from_toml(&read("intake-sources.toml")).unwrap();
     incident_domain::PriorityMatrix::from_toml(&read("priority-matrix.toml")).unwrap();
+    let routes = incident_notifier::routes::Routes::from_toml(&read("routes.toml")).unwrap();
+    assert!(routes.oncall("infra").is_some());
     let am: Value = serde_yaml::from_str(&read("alertmanager.yml")).unwrap();
     let url = am["receivers"][0]["webhook_configs"][0]["url"]
         .as_str()

@@ -2,6 +2,7 @@
 //! services; prints tables for people and JSON (`-o json`) for scripts. A refused or failed
 //! command exits non-zero with the server's message.
 
+mod notifications;
 mod output;
 mod sla;
 
@@ -201,6 +202,8 @@ enum Cmd {
         #[command(flatten)]
         filters: Filters,
     },
+    /// Notifications (of one incident, or all): trigger, route, channel, attempts, status, last error.
+    Notifications { id: Option<String> },
     /// SLA clocks: `sla show ID`, `sla at-risk`, `sla breaches`.
     Sla {
         #[command(subcommand)]
@@ -332,6 +335,9 @@ async fn run(cli: Cli) -> Result<()> {
     let json_out = matches!(cli.output, Format::Json);
     let command = match cli.command {
         Cmd::Sla { cmd } => return sla::run(&cli.sla_url, cmd, json_out).await,
+        Cmd::Notifications { id } => {
+            return notifications::run(&cli.notifier_url, id, json_out).await;
+        }
         Cmd::Report { from, to, by } => {
             return sla::report(&cli.sla_url, from, to, by, json_out).await;
         }
@@ -481,7 +487,9 @@ async fn run(cli: Cli) -> Result<()> {
             }
             out.list(&incidents, &page_token);
         }
-        Cmd::Sla { .. } | Cmd::Report { .. } => unreachable!("answered above"),
+        Cmd::Sla { .. } | Cmd::Report { .. } | Cmd::Notifications { .. } => {
+            unreachable!("answered above")
+        }
         Cmd::Watch { filters } => {
             let mut stream = intake
                 .watch_incidents(pb::WatchIncidentsRequest {

@@ -2,6 +2,8 @@
 //! directory (stoppable and restartable on the same port and store), free ports, and service
 //! processes started from the workspace's built binaries, killable with SIGKILL.
 
+pub mod smtp;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
