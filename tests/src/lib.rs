@@ -69,9 +69,7 @@ pub async fn stream_events(
     want: usize,
     within: Duration,
 ) -> Vec<serde_json::Value> {
-    let client = async_nats::connect(nats_url)
-        .await
-        .expect("connect to NATS");
+    let client = connect(nats_url).await;
     let js = jetstream::new(client);
     let deadline = Instant::now() + within;
     loop {
@@ -155,4 +153,19 @@ pub fn sla_ctl(sla_url: &str, args: &[&str]) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("JSON from incidentctl")
+}
+
+/// Connects to NATS; `nats://user:password@host:port` logs in with the user and password.
+pub async fn connect(url: &str) -> async_nats::Client {
+    let rest = url.trim_start_matches("nats://");
+    match rest.split_once('@') {
+        Some((creds, host)) => {
+            let (user, pass) = creds.split_once(':').unwrap_or((creds, ""));
+            async_nats::ConnectOptions::with_user_and_password(user.into(), pass.into())
+                .connect(format!("nats://{host}"))
+                .await
+                .expect("connect to NATS")
+        }
+        None => async_nats::connect(url).await.expect("connect to NATS"),
+    }
 }

@@ -122,3 +122,62 @@ async fn roles_decide_who_may_do_what() {
     assert_eq!(events[0]["data"]["actor"], "rita-reporter");
     assert_eq!(events[1]["data"]["actor"], "alice");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn intake_authenticates_to_nats_with_a_password_from_a_file() {
+    let nats = incident_testkit::NatsServer::start_with(&[
+        "--user",
+        "intake",
+        "--pass",
+        "nats-secret-123",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("nats-password");
+    std::fs::write(&password, "nats-secret-123\n").unwrap();
+    let data = dir.path().join("intake");
+    let intake = ServiceProcess::spawn(
+        "incident-intake",
+        &[
+            ("NATS_URL", nats.url()),
+            ("NATS_USER", "intake".into()),
+            ("NATS_PASSWORD_FILE", password.display().to_string()),
+            ("DATA_DIR", data.display().to_string()),
+        ],
+        &data.with_extension("log"),
+    );
+    let (ok, out, err) = ctl(
+        &intake.grpc_url(),
+        None,
+        &[
+            "open",
+            "--title",
+            "T",
+            "--service",
+            "s",
+            "--impact",
+            "low",
+            "--urgency",
+            "low",
+        ],
+    );
+    assert!(ok, "{err}");
+    let id = serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = format!("nats://intake:nats-secret-123@127.0.0.1:{}", nats.port());
+    let events = stream_events(
+        &url,
+        "INCIDENT_EVENTS",
+        &format!("incident.v1.events.{id}"),
+        1,
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(
+        events.len(),
+        1,
+        "the relay authenticated and published\n{}",
+        intake.log()
+    );
+}

@@ -7,7 +7,7 @@ pub mod consumer;
 pub mod relay;
 pub mod streams;
 
-pub use connect::{NatsOptions, connect};
+pub use connect::{NatsAuth, NatsOptions, connect};
 pub use consumer::{ConsumerSpec, Delivery, Handled};
 pub use relay::{Relay, RelayStatus};
 pub use streams::{StreamSpec, ensure_stream, ensure_stream_replicated};

@@ -119,7 +119,8 @@ pub async fn run(
     let state = Arc::new(RwLock::new(state));
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let nats_opts = NatsOptions::new(&config.nats_url, "incident-intake");
+    let nats_opts =
+        NatsOptions::new(&config.nats_url, "incident-intake").with_auth(&config.nats_auth);
     let (client, nats_up) = incident_bus::connect(&nats_opts)
         .await
         .map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;

@@ -51,9 +51,16 @@ pub async fn rebuild_from_jetstream(config: &Config) -> anyhow::Result<RebuildRe
     }
     std::fs::create_dir_all(&config.data_dir)?;
 
-    let client = async_nats::ConnectOptions::new()
+    let client = config
+        .nats_auth
+        .apply(async_nats::ConnectOptions::new())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
         .connection_timeout(Duration::from_secs(5))
-        .connect(&config.nats_url)
+        .connect(
+            incident_bus::connect::server_addrs(&config.nats_url)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        )
         .await
         .map_err(|e| anyhow::anyhow!("connecting to NATS at {}: {e}", config.nats_url))?;
     let js = jetstream::new(client);

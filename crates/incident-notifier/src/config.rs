@@ -35,6 +35,8 @@ pub struct Config {
     /// gRPC bearer tokens with roles (TOML). Without it every call is allowed.
     #[arg(long, env = "TOKENS_FILE")]
     pub tokens_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub nats_auth: incident_bus::NatsAuth,
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -51,6 +53,7 @@ impl Config {
             routes_file: None,
             duplicate_window_secs: 120,
             tokens_file: None,
+            nats_auth: incident_bus::NatsAuth::default(),
             log_format: "text".into(),
         }
     }

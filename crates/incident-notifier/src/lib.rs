@@ -127,10 +127,11 @@ pub async fn run(
     let state = Arc::new(RwLock::new(state));
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (client, nats_up) =
-        incident_bus::connect(&NatsOptions::new(&config.nats_url, "incident-notifier"))
-            .await
-            .map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
+    let (client, nats_up) = incident_bus::connect(
+        &NatsOptions::new(&config.nats_url, "incident-notifier").with_auth(&config.nats_auth),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
     let js = async_nats::jetstream::new(client.clone());
 
     let relay = Relay::new(

@@ -37,6 +37,8 @@ pub struct Config {
     /// gRPC bearer tokens with roles (TOML). Without it every call is allowed.
     #[arg(long, env = "TOKENS_FILE")]
     pub tokens_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub nats_auth: incident_bus::NatsAuth,
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,

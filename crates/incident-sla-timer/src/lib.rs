@@ -109,10 +109,11 @@ pub async fn run(
     let engine = Arc::new(Mutex::new(engine));
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (client, nats_up) =
-        incident_bus::connect(&NatsOptions::new(&config.nats_url, "incident-sla"))
-            .await
-            .map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
+    let (client, nats_up) = incident_bus::connect(
+        &NatsOptions::new(&config.nats_url, "incident-sla").with_auth(&config.nats_auth),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
     let js = async_nats::jetstream::new(client.clone());
     let relay = Relay::new(log.clone(), js.clone(), streams::SLA_EVENTS, RELAY_CURSOR)
         .with_filter(writer::is_own_event);

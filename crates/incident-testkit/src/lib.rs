@@ -41,15 +41,22 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     store: tempfile::TempDir,
+    extra: Vec<String>,
 }
 
 impl NatsServer {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With extra command-line arguments (e.g. `--user u --pass p`).
+    pub fn start_with(extra: &[&str]) -> Self {
         let store = tempfile::tempdir().expect("temp dir for the JetStream store");
         let mut server = Self {
             child: None,
             port: free_port(),
             store,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
         };
         server.launch();
         server
@@ -61,6 +68,7 @@ impl NatsServer {
             .arg(self.port.to_string())
             .arg("-sd")
             .arg(self.store.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
