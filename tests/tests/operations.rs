@@ -130,4 +130,19 @@ async fn every_service_serves_health_reflection_metrics_and_stops_cleanly() {
         "incident_sla_breaches_total",
     )
     .await;
+    let data = dir.path().join("notifier");
+    let mut notifier = ServiceProcess::spawn(
+        "incident-notifier",
+        &[
+            ("NATS_URL", nats.url()),
+            ("DATA_DIR", data.display().to_string()),
+        ],
+        &data.with_extension("log"),
+    );
+    check_service(
+        &mut notifier,
+        "incident.v1.NotificationService",
+        "incident_notifier_delivery_attempts_total",
+    )
+    .await;
 }
