@@ -9,6 +9,8 @@
 //!   `grpc_unary_baseline_per_s` (grpc.health.v1 Check, the same clients) -> `grpc_open_ratio`;
 //! - `rebuild_per_s` (intake's start-up fold of an N-event log) against `raw_read_per_s` (sled
 //!   iterate, record decode and envelope parse of the same records) -> `rebuild_ratio`;
+//! - `e2e_p99_ms`: open (gRPC) -> webhook received at a local receiver, through intake,
+//!   JetStream and the notifier, at `e2e_rate` incidents per second;
 //! - `timer_late_p99_ms`: how late breaches fire while `clocks` clocks run;
 //! - `clocks_rss_mib`: memory of the SLA engine holding `clocks` running clocks (`clocks_1m_rss_mib`
 //!   scaled to one million when fewer were measured, and says so).
@@ -36,12 +38,16 @@ struct Args {
     /// Smaller sizes: finishes in a few minutes on two cores.
     #[arg(long)]
     quick: bool,
+    /// Tiny sizes, to check that every measurement runs (the figures mean nothing).
+    #[arg(long, hide = true)]
+    smoke: bool,
     /// Only the JSON object (still on the last line).
     #[arg(long)]
     json: bool,
 }
 
 struct Sizes {
+    e2e_secs: u64,
     publishes: usize,
     grpc_secs: u64,
     log_events: usize,
@@ -243,6 +249,121 @@ fn rebuild(n: usize) -> anyhow::Result<(f64, f64)> {
     Ok((raw, fold))
 }
 
+/// Opens `rate` incidents a second for `secs` through intake and measures until the notifier's
+/// webhook for each reaches a local receiver; returns (p50, p99, delivered, sent).
+async fn e2e(rate: u64, secs: u64) -> anyhow::Result<(f64, f64, usize, usize)> {
+    use std::collections::HashMap;
+    // a fresh stack, so no backlog from the other measurements is in the way
+    let nats = NatsServer::start();
+    let stack = tempfile::tempdir()?;
+    let intake = ServiceProcess::spawn(
+        "incident-intake",
+        &[
+            ("NATS_URL", nats.url()),
+            (
+                "DATA_DIR",
+                stack.path().join("intake").display().to_string(),
+            ),
+            ("RUST_LOG", "warn".into()),
+        ],
+        &stack.path().join("intake.log"),
+    );
+    let intake_url = intake.grpc_url();
+    use std::sync::Mutex;
+    let received: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let app = {
+        let received = received.clone();
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let received = received.clone();
+                async move {
+                    let now = Instant::now();
+                    if let Ok(v) = serde_json::from_slice::<Value>(&body)
+                        && let Some(title) = v["incident"]["title"].as_str()
+                        && let Ok(mut r) = received.lock()
+                    {
+                        r.entry(title.to_owned()).or_insert(now);
+                    }
+                    "ok"
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hook = format!("http://{}/hook", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir()?;
+    let routes = dir.path().join("routes.toml");
+    std::fs::write(
+        &routes,
+        format!(
+            "[[channels]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{hook}\"\n\n\
+             [[routes]]\nname = \"p1\"\npriorities = [\"P1\"]\nevents = [\"incident.opened\"]\nchannels = [\"hook\"]\n"
+        ),
+    )?;
+    let data = dir.path().join("notifier");
+    let _notifier = ServiceProcess::spawn(
+        "incident-notifier",
+        &[
+            ("NATS_URL", nats.url()),
+            ("DATA_DIR", data.display().to_string()),
+            ("ROUTES_FILE", routes.display().to_string()),
+            ("RUST_LOG", "warn".into()),
+        ],
+        &dir.path().join("notifier.log"),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(intake_url)?
+        .connect()
+        .await?;
+    let mut sent: HashMap<String, Instant> = HashMap::new();
+    let total = (rate * secs) as usize;
+    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        ticker.tick().await;
+        let title = format!("e2e {i}");
+        sent.insert(title.clone(), Instant::now());
+        let mut client =
+            incident_proto::v1::intake_service_client::IntakeServiceClient::new(channel.clone());
+        tasks.push(tokio::spawn(async move {
+            client
+                .open_incident(pb::OpenIncidentRequest {
+                    title,
+                    service: "bench".into(),
+                    impact: pb::Impact::High as i32,
+                    urgency: pb::Urgency::High as i32,
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while received.lock().map(|r| r.len()).unwrap_or(0) < total && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let received = received.lock().map(|r| r.clone()).unwrap_or_default();
+    let mut lat: Vec<f64> = received
+        .iter()
+        .filter_map(|(t, at)| {
+            sent.get(t)
+                .map(|s| at.duration_since(*s).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    Ok((pct(0.5), pct(0.99), received.len(), total))
+}
+
 fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -364,8 +485,18 @@ fn incident_bus_delivery(env: &Envelope) -> incident_bus::Delivery {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let sizes = if args.quick {
+    let sizes = if args.smoke {
         Sizes {
+            e2e_secs: 1,
+            publishes: 200,
+            grpc_secs: 1,
+            log_events: 2_000,
+            clocks: 2_000,
+            breaches: 20,
+        }
+    } else if args.quick {
+        Sizes {
+            e2e_secs: 5,
             publishes: 5_000,
             grpc_secs: 5,
             log_events: 200_000,
@@ -374,6 +505,7 @@ async fn main() -> anyhow::Result<()> {
         }
     } else {
         Sizes {
+            e2e_secs: 20,
             publishes: 20_000,
             grpc_secs: 15,
             log_events: 1_000_000,
@@ -445,6 +577,16 @@ async fn main() -> anyhow::Result<()> {
     out["grpc_unary_baseline_per_s"] = json!(baseline.round());
     out["grpc_open_per_s"] = json!(open.round());
     out["grpc_open_ratio"] = json!(open / baseline);
+    log(
+        &args,
+        format!("e2e: open -> webhook at 500/s for {} s", sizes.e2e_secs),
+    );
+    let (p50, p99, delivered, sent) = e2e(500, sizes.e2e_secs).await?;
+    out["e2e_rate"] = json!(500);
+    out["e2e_p50_ms"] = json!((p50 * 10.0).round() / 10.0);
+    out["e2e_p99_ms"] = json!((p99 * 10.0).round() / 10.0);
+    out["e2e_delivered"] = json!(delivered);
+    out["e2e_sent"] = json!(sent);
     drop(intake);
     drop(nats);
 
@@ -472,8 +614,6 @@ async fn main() -> anyhow::Result<()> {
     out["clocks_rss_mib"] = json!((rss * 10.0).round() / 10.0);
     out["clocks_1m_rss_mib"] = json!((rss * 1_000_000.0 / sizes.clocks as f64).round());
     out["clocks_1m_rss_scaled"] = json!(sizes.clocks != 1_000_000);
-    out["e2e_p99_ms"] = Value::Null;
-    out["e2e_p99_ms_note"] = json!("needs the notifier; not measured yet");
 
     println!("{out}");
     Ok(())
