@@ -181,3 +181,145 @@ async fn intake_authenticates_to_nats_with_a_password_from_a_file() {
         intake.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_and_http_speak_tls_when_a_certificate_is_configured() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_certificates(dir.path());
+    let data = dir.path().join("intake");
+    let intake = ServiceProcess::spawn(
+        "incident-intake",
+        &[
+            ("NATS_URL", nats.url()),
+            ("DATA_DIR", data.display().to_string()),
+            ("TLS_CERT_FILE", cert.display().to_string()),
+            ("TLS_KEY_FILE", key.display().to_string()),
+        ],
+        &data.with_extension("log"),
+    );
+    let grpc = format!("https://{}", intake.listening.grpc);
+    let open = [
+        "open",
+        "--title",
+        "Over TLS",
+        "--service",
+        "s",
+        "--impact",
+        "low",
+        "--urgency",
+        "low",
+    ];
+    let out = Command::new(bin_path("incidentctl"))
+        .args(["-o", "json", "--intake-url", &grpc, "--ca-cert"])
+        .arg(&ca)
+        .args(open)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, _, _) = ctl(&intake.grpc_url(), None, &open);
+    assert!(!ok, "plain text is refused by a TLS listener");
+    let untrusted = Command::new(bin_path("incidentctl"))
+        .args(["--intake-url", &grpc])
+        .args(open)
+        .output()
+        .unwrap();
+    assert!(
+        !untrusted.status.success(),
+        "a certificate nobody vouched for is refused"
+    );
+
+    let pem = std::fs::read(&ca).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("https://{}/healthz", intake.listening.http))
+        .send()
+        .await
+        .expect("HTTPS");
+    assert_eq!(resp.status(), 200);
+}
+
+/// A throwaway CA and a server certificate for 127.0.0.1 signed by it, made with openssl.
+fn make_certificates(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let p = |n: &str| dir.join(n);
+    let ext = p("server.ext");
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (scripts/test.sh installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-days",
+            "1",
+            "-subj",
+            "/CN=test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "server.csr",
+        ],
+    ]
+    .concat());
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "cert.pem",
+    ]);
+    (p("ca.pem"), p("cert.pem"), p("key.pem"))
+}

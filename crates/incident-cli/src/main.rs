@@ -51,6 +51,9 @@ struct Cli {
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Table)]
     output: Format,
+    /// CA certificate (PEM) to trust for https:// service addresses (default: public roots).
+    #[arg(long, global = true, env = "INCIDENT_CA_CERT")]
+    ca_cert: Option<std::path::PathBuf>,
     /// Bearer token for services that require one (see TOKENS_FILE).
     #[arg(long, global = true, env = "INCIDENT_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -255,6 +258,9 @@ fn status_i32(s: StatusArg) -> i32 {
 static TOKEN: std::sync::OnceLock<Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>> =
     std::sync::OnceLock::new();
 
+/// The CA certificate given with `--ca-cert`, set once at start.
+static CA_CERT: std::sync::OnceLock<Option<Vec<u8>>> = std::sync::OnceLock::new();
+
 /// Adds the bearer token (when there is one) to every call.
 #[derive(Clone)]
 pub(crate) struct Bearer;
@@ -272,8 +278,16 @@ pub(crate) type Conn = tonic::service::interceptor::InterceptedService<Channel, 
 
 /// A connection to a service, carrying the token.
 pub(crate) async fn channel(url: &str) -> Result<Conn> {
-    let channel = Endpoint::from_shared(url.to_owned())
-        .with_context(|| format!("bad address {url}"))?
+    let mut endpoint =
+        Endpoint::from_shared(url.to_owned()).with_context(|| format!("bad address {url}"))?;
+    if url.starts_with("https://") {
+        let mut tls = tonic::transport::ClientTlsConfig::new().with_webpki_roots();
+        if let Some(Some(pem)) = CA_CERT.get() {
+            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        }
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    let channel = endpoint
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
         .connect()
@@ -332,6 +346,13 @@ async fn run(cli: Cli) -> Result<()> {
         None => None,
     };
     let _ = TOKEN.set(token);
+    let ca = match &cli.ca_cert {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+        }
+        None => None,
+    };
+    let _ = CA_CERT.set(ca);
     let json_out = matches!(cli.output, Format::Json);
     let command = match cli.command {
         Cmd::Sla { cmd } => return sla::run(&cli.sla_url, cmd, json_out).await,

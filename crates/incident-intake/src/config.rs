@@ -46,6 +46,8 @@ pub struct Config {
     pub tokens_file: Option<PathBuf>,
     #[command(flatten)]
     pub nats_auth: incident_bus::NatsAuth,
+    #[command(flatten)]
+    pub tls: incident_runtime::tls::TlsArgs,
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -65,6 +67,7 @@ impl Config {
             stream_replicas: 1,
             tokens_file: None,
             nats_auth: incident_bus::NatsAuth::default(),
+            tls: incident_runtime::tls::TlsArgs::default(),
             duplicate_window_secs: 120,
             log_format: "text".into(),
         }

@@ -212,17 +212,20 @@ pub async fn run(
         sources,
         grpc_metrics: grpc_metrics.clone(),
     };
+    let http_tls = config.tls.http_config()?;
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(async move {
-        let _ = axum::serve(http, http::router(shared))
-            .with_graceful_shutdown(async move {
+        let _ =
+            incident_runtime::tls::serve_http(http, http::router(shared), http_tls, async move {
                 let _ = http_stop.changed().await;
             })
             .await;
     });
 
     let mut grpc_stop = stop_rx.clone();
-    let grpc_server = tonic::transport::Server::builder()
+    let grpc_server = config
+        .tls
+        .grpc_server()?
         .layer(incident_runtime::grpc_metrics::MetricsLayer::new(
             grpc_metrics.clone(),
         ))

@@ -37,6 +37,8 @@ pub struct Config {
     pub tokens_file: Option<PathBuf>,
     #[command(flatten)]
     pub nats_auth: incident_bus::NatsAuth,
+    #[command(flatten)]
+    pub tls: incident_runtime::tls::TlsArgs,
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -54,6 +56,7 @@ impl Config {
             duplicate_window_secs: 120,
             tokens_file: None,
             nats_auth: incident_bus::NatsAuth::default(),
+            tls: incident_runtime::tls::TlsArgs::default(),
             log_format: "text".into(),
         }
     }

@@ -226,10 +226,11 @@ pub async fn run(
         streams_ready,
         grpc_metrics: grpc_metrics.clone(),
     };
+    let http_tls = config.tls.http_config()?;
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(async move {
-        let _ = axum::serve(http, http::router(shared))
-            .with_graceful_shutdown(async move {
+        let _ =
+            incident_runtime::tls::serve_http(http, http::router(shared), http_tls, async move {
                 let _ = http_stop.changed().await;
             })
             .await;
@@ -237,7 +238,9 @@ pub async fn run(
 
     let mut grpc_stop = stop_rx.clone();
     let grpc_task = tokio::spawn(
-        tonic::transport::Server::builder()
+        config
+            .tls
+            .grpc_server()?
             .layer(incident_runtime::grpc_metrics::MetricsLayer::new(
                 grpc_metrics,
             ))

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod grpc_metrics;
+pub mod tls;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;

@@ -39,6 +39,8 @@ pub struct Config {
     pub tokens_file: Option<PathBuf>,
     #[command(flatten)]
     pub nats_auth: incident_bus::NatsAuth,
+    #[command(flatten)]
+    pub tls: incident_runtime::tls::TlsArgs,
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,
