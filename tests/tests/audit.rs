@@ -1,16 +1,16 @@
-//! The audit verbs against the real stack (nats-server, incident-intake, incident-sla; the
-//! notifier is left out on purpose, so it is reported and skipped): an incident opened,
-//! acknowledged and resolved is exported, the export and the live logs verify (chains
-//! recomputed by incidentctl), the timeline shows it across intake and the SLA timer in time
-//! order, `--at` before the resolution does not show it resolved, and a changed record in the
-//! export is named. Needs intake and incident-sla to serve `incident.v1.AuditService`.
+//! The audit verbs against the real stack (nats-server, incident-intake, incident-sla and
+//! incident-notifier): an incident opened, acknowledged and resolved is exported, the export
+//! and the live logs verify (chains recomputed by incidentctl), the timeline shows it across
+//! intake, the SLA timer and the notifier in time order, `--at` before the resolution does not
+//! show it resolved, and a changed record in the export is named. A service that is down is
+//! reported and skipped.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use incident_e2e::{ctl_ok, start_intake, start_sla};
-use incident_testkit::{NatsServer, bin_path, free_port};
+use incident_testkit::{NatsServer, ServiceProcess, bin_path};
 use serde_json::Value;
 
 const POLICY: &str = r#"
@@ -93,10 +93,19 @@ async fn export_verify_timeline_and_tampering_against_the_real_stack() {
     std::fs::write(&policy, POLICY).unwrap();
     let intake = start_intake(&nats, &dir.path().join("intake"));
     let sla = start_sla(&nats, &dir.path().join("sla"), &policy);
+    let data = dir.path().join("notifier");
+    let mut notifier = ServiceProcess::spawn(
+        "incident-notifier",
+        &[
+            ("NATS_URL", nats.url()),
+            ("DATA_DIR", data.display().to_string()),
+        ],
+        &data.with_extension("log"),
+    );
     let urls = Urls {
         intake: intake.grpc_url(),
         sla: sla.grpc_url(),
-        notifier: format!("http://127.0.0.1:{}", free_port()),
+        notifier: notifier.grpc_url(),
     };
 
     let opened = ctl_ok(
@@ -122,7 +131,13 @@ async fn export_verify_timeline_and_tampering_against_the_real_stack() {
     let deadline = Instant::now() + Duration::from_secs(15);
     let tl = loop {
         let tl = timeline(&urls, &id, None);
-        if types(&tl).iter().filter(|t| *t == "sla.met.v1").count() == 2 {
+        let t = types(&tl);
+        if t.iter().filter(|t| *t == "sla.met.v1").count() == 2
+            && t.iter()
+                .filter(|t| *t == "notification.delivered.v1")
+                .count()
+                >= 5
+        {
             break tl;
         }
         assert!(
@@ -161,6 +176,11 @@ async fn export_verify_timeline_and_tampering_against_the_real_stack() {
         .map(|e| e["service"].as_str().unwrap())
         .collect();
     assert!(services.contains(&"incident-intake") && services.contains(&"incident-sla"));
+    assert!(services.contains(&"incident-notifier"), "{services:?}");
+    assert!(
+        pos("incident.opened.v1") < pos("notification.delivered.v1"),
+        "{t:?}"
+    );
 
     // as it stood at the acknowledgement: acknowledged, not resolved, response clock met
     let ack_at = entries[pos("incident.acknowledged.v1")]["time"]
@@ -180,14 +200,15 @@ async fn export_verify_timeline_and_tampering_against_the_real_stack() {
     );
     assert!(!types(&then).contains(&"incident.resolved.v1".to_owned()));
 
-    // export; the notifier is not running: reported and skipped
+    // export all three
     let file = dir.path().join("audit.jsonl");
     let f = file.to_str().unwrap();
     let (ok, out, err) = audit(&urls, &["audit", "export", "--out", f]);
     assert!(ok, "export failed: {err}");
-    assert!(err.contains("incident-notifier skipped"), "{err}");
     assert!(
-        out.contains("incident-intake") && out.contains("incident-sla"),
+        out.contains("incident-intake")
+            && out.contains("incident-sla")
+            && out.contains("incident-notifier"),
         "{out}"
     );
 
@@ -212,6 +233,12 @@ async fn export_verify_timeline_and_tampering_against_the_real_stack() {
         err.contains(&format!("incident-intake record {seq}")),
         "{out}{err}"
     );
+
+    // a service that is down is reported and skipped; the others still verify
+    notifier.kill9();
+    let (ok, out, err) = audit(&urls, &["audit", "verify"]);
+    assert!(ok, "verify with the notifier down: {out}{err}");
+    assert!(err.contains("incident-notifier skipped"), "{err}");
 }
 
 /// RFC 3339 instants compared without another dependency: seconds and nanoseconds since the

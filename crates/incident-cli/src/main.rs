@@ -2,8 +2,10 @@
 //! services; prints tables for people and JSON (`-o json`) for scripts. A refused or failed
 //! command exits non-zero with the server's message.
 
+mod audit;
 mod notifications;
 mod output;
+mod simulate;
 mod sla;
 
 use std::time::Duration;
@@ -207,6 +209,13 @@ enum Cmd {
     },
     /// Notifications (of one incident, or all): trigger, route, channel, attempts, status, last error.
     Notifications { id: Option<String> },
+    /// Auditors: replay, verify, export the services' logs; one incident's timeline.
+    Audit {
+        #[command(subcommand)]
+        cmd: audit::AuditCmd,
+    },
+    /// What would the service levels have been under another policy?
+    Simulate(simulate::SimulateArgs),
     /// SLA clocks: `sla show ID`, `sla at-risk`, `sla breaches`.
     Sla {
         #[command(subcommand)]
@@ -356,6 +365,15 @@ async fn run(cli: Cli) -> Result<()> {
     let json_out = matches!(cli.output, Format::Json);
     let command = match cli.command {
         Cmd::Sla { cmd } => return sla::run(&cli.sla_url, cmd, json_out).await,
+        Cmd::Audit { cmd } => {
+            let urls = audit::AuditUrls {
+                intake: cli.intake_url.clone(),
+                sla: cli.sla_url.clone(),
+                notifier: cli.notifier_url.clone(),
+            };
+            return audit::run(&urls, cmd, json_out).await;
+        }
+        Cmd::Simulate(args) => return simulate::simulate(args, json_out).await,
         Cmd::Notifications { id } => {
             return notifications::run(&cli.notifier_url, id, json_out).await;
         }
@@ -508,9 +526,11 @@ async fn run(cli: Cli) -> Result<()> {
             }
             out.list(&incidents, &page_token);
         }
-        Cmd::Sla { .. } | Cmd::Report { .. } | Cmd::Notifications { .. } => {
-            unreachable!("answered above")
-        }
+        Cmd::Sla { .. }
+        | Cmd::Report { .. }
+        | Cmd::Notifications { .. }
+        | Cmd::Audit { .. }
+        | Cmd::Simulate(_) => unreachable!("answered above"),
         Cmd::Watch { filters } => {
             let mut stream = intake
                 .watch_incidents(pb::WatchIncidentsRequest {

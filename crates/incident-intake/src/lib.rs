@@ -231,6 +231,7 @@ pub async fn run(
         ))
         .layer(auth_layer)
         .add_service(health_service)
+        .add_service(incident_audit::service(log.clone(), "incident-intake"))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(IntakeServiceServer::new(api).max_decoding_message_size(1024 * 1024))

@@ -222,6 +222,7 @@ pub async fn run(
             ))
             .layer(auth_layer)
             .add_service(health_service)
+            .add_service(incident_audit::service(log.clone(), "incident-sla"))
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(SlaServiceServer::new(grpc::SlaApi::new(engine, time)))
