@@ -5,7 +5,6 @@
 //! | [`record`] | [`AuditRecord`]: one record of one service's log, with its envelope | none |
 //! | [`export`] | the JSON-lines export format (docs/audit.md), writing and reading it | none |
 //! | [`verify`] | client-side recomputation of every service's hash chain | none |
-//! | [`mapping`] | incident events to SLA clock inputs (as incident-sla does it) | none |
 //! | [`slalog`] | the SLA log read back: policy versions, bindings, clocks at an instant | none |
 //! | [`timeline`] | one incident across the services, and its state at any instant | none |
 //! | [`sim`] | the what-if simulation of recorded incidents or a synthetic load, its report | none |
@@ -18,7 +17,6 @@
 
 pub mod client;
 pub mod export;
-pub mod mapping;
 pub mod record;
 pub mod rng;
 pub mod server;

@@ -15,10 +15,10 @@ use incident_sla::{
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::mapping::{inputs_of, sla_priority};
 use crate::record::{AuditRecord, INTAKE, SLA};
 use crate::rng::SplitMix64;
 use crate::slalog;
+use incident_sla::incident_events::{inputs_of, sla_priority};
 
 /// Compliance counts of one clock.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

@@ -9,8 +9,8 @@ use incident_domain::{EventKind, stored};
 use incident_sla::{ClockInput, DueKey, IncidentClocks, PolicySet};
 use jiff::Timestamp;
 
-use crate::mapping::{inputs_of, sla_priority};
 use crate::record::{AuditRecord, SLA};
+use incident_sla::incident_events::{inputs_of, sla_priority};
 
 /// `sla.policy_activated.v1`.
 pub const POLICY_ACTIVATED: &str = "sla.policy_activated.v1";

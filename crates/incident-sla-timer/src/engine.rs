@@ -6,9 +6,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use incident_domain::{Envelope, EventKind, IncidentEvent, stored};
-use incident_sla::{
-    ClockInput, ClockKind, ClockView, Due, DueKind, IncidentClocks, PolicySet, Priority, Status,
-};
+use incident_sla::incident_events::{inputs_of, sla_priority};
+use incident_sla::{ClockInput, ClockKind, ClockView, Due, DueKind, IncidentClocks, PolicySet};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -67,64 +66,6 @@ pub struct Undo {
     incident_id: String,
     before: Option<Tracked>,
     breaches_len: usize,
-}
-
-fn status_of(kind: &EventKind) -> Option<Status> {
-    match kind {
-        EventKind::Acknowledged => Some(Status::Acknowledged),
-        EventKind::WorkStarted | EventKind::Resumed => Some(Status::InProgress),
-        EventKind::PutOnHold { .. } => Some(Status::OnHold),
-        EventKind::Closed => Some(Status::Closed),
-        _ => None,
-    }
-}
-
-fn sla_priority(p: incident_domain::Priority) -> Priority {
-    match p {
-        incident_domain::Priority::P1 => Priority::P1,
-        incident_domain::Priority::P2 => Priority::P2,
-        incident_domain::Priority::P3 => Priority::P3,
-        incident_domain::Priority::P4 => Priority::P4,
-        incident_domain::Priority::P5 => Priority::P5,
-    }
-}
-
-fn sla_status(s: incident_domain::Status) -> Status {
-    match s {
-        incident_domain::Status::Open => Status::Open,
-        incident_domain::Status::Acknowledged => Status::Acknowledged,
-        incident_domain::Status::InProgress => Status::InProgress,
-        incident_domain::Status::OnHold => Status::OnHold,
-        incident_domain::Status::Resolved => Status::Resolved,
-        incident_domain::Status::Closed => Status::Closed,
-    }
-}
-
-/// The clock inputs an incident event means (after opening).
-fn inputs_of(event: &IncidentEvent, at: Timestamp) -> Vec<ClockInput> {
-    let mut inputs = Vec::new();
-    match &event.kind {
-        EventKind::Acknowledged | EventKind::WorkStarted => {
-            inputs.push(ClockInput::Acknowledged { at });
-        }
-        EventKind::Resolved { .. } => inputs.push(ClockInput::Resolved { at }),
-        EventKind::Reopened { status, .. } => {
-            inputs.push(ClockInput::Reopened { at });
-            inputs.push(ClockInput::StatusChanged {
-                at,
-                status: sla_status(*status),
-            });
-        }
-        EventKind::PriorityChanged { to, .. } => inputs.push(ClockInput::PriorityChanged {
-            at,
-            priority: sla_priority(*to),
-        }),
-        _ => {}
-    }
-    if let Some(status) = status_of(&event.kind) {
-        inputs.push(ClockInput::StatusChanged { at, status });
-    }
-    inputs
 }
 
 fn running(v: &ClockView) -> bool {

@@ -77,6 +77,7 @@ pub mod calendar;
 pub mod clock;
 pub mod duration;
 pub mod error;
+pub mod incident_events;
 pub mod policy;
 pub mod report;
 pub mod types;

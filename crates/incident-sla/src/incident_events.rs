@@ -1,11 +1,10 @@
-//! Incident events to SLA clock inputs, the same mapping the SLA timer applies (its engine keeps
-//! its own copy private; this one is kept equal to it): acknowledgement and start of work
-//! acknowledge, resolution resolves, a reopen reopens and sets the status it went back to, a
-//! priority change re-targets, and the statuses `acknowledged`, `in_progress`, `on_hold` and
-//! `closed` are status changes. Pure.
+//! Incident events as SLA clock inputs: the one mapping the SLA timer, the audit timeline and the
+//! what-if simulation all apply. Acknowledgement and start of work acknowledge, resolution
+//! resolves, a reopen reopens and sets the status it went back to, a priority change re-targets,
+//! and the statuses `acknowledged`, `in_progress`, `on_hold` and `closed` are status changes.
 
+use crate::{ClockInput, Priority, Status};
 use incident_domain::{EventKind, IncidentEvent};
-use incident_sla::{ClockInput, Priority, Status};
 use jiff::Timestamp;
 
 /// The SLA priority of a domain priority.
