@@ -123,6 +123,8 @@ async fn export_verify_timeline_and_tampering_against_the_real_stack() {
         ],
     );
     let id = opened["id"].as_str().unwrap().to_owned();
+    // acknowledged after a second: met under the recorded 1 h target, breached under a 1 s one
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     ctl_ok(&urls.intake, &["ack", &id]);
     tokio::time::sleep(Duration::from_millis(50)).await;
     ctl_ok(&urls.intake, &["resolve", &id, "--note", "rolled back"]);
@@ -224,6 +226,35 @@ async fn export_verify_timeline_and_tampering_against_the_real_stack() {
     assert!(ok, "replay failed: {err}");
     let exported = std::fs::read_to_string(&file).unwrap();
     assert_eq!(out.lines().count(), exported.lines().count());
+
+    // what-if on the same export: a stricter policy breaches what the recorded one met, and
+    // the simulation prints the same bytes every time
+    let strict = dir.path().join("strict.toml");
+    std::fs::write(&strict, POLICY.replace("P1 = \"1h\"", "P1 = \"1s\"")).unwrap();
+    let simulate = || {
+        let out = Command::new(bin_path("incidentctl"))
+            .args(["-o", "json", "simulate", "--events", f, "--policy"])
+            .arg(&strict)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let first = simulate();
+    assert_eq!(first, simulate(), "the simulation is deterministic");
+    let report: Value = serde_json::from_slice(&first).unwrap();
+    let p1 = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["priority"] == "P1")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(p1["recorded"]["response"]["breached"], 0, "{report}");
+    assert_eq!(p1["simulated"]["response"]["breached"], 1, "{report}");
 
     // a changed record is named
     let seq = tamper_first_intake_line(&file);
