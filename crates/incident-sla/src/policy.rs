@@ -472,6 +472,8 @@ pub struct PolicySet {
     calendars: BTreeMap<String, Calendar>,
     policies: Vec<Policy>,
     hash: String,
+    /// One shared binding per policy, handed to every incident that selects it.
+    bindings: Vec<PolicyBinding>,
 }
 
 impl PolicySet {
@@ -510,8 +512,10 @@ impl PolicySet {
             calendars,
             policies,
             hash: String::new(),
+            bindings: Vec::new(),
         };
         set.hash = hash_json(&set.to_spec());
+        set.bindings = set.policies.iter().map(|p| set.new_binding(p)).collect();
         Ok(set)
     }
 
@@ -590,17 +594,32 @@ impl PolicySet {
         self.policy(name).map(|p| self.bind_policy(p))
     }
 
-    /// Packs a given policy of this set (e.g. chosen by name) into a binding.
+    /// Packs a given policy of this set (e.g. chosen by name) into a binding. Bindings of this
+    /// set's policies are shared (one allocation per policy, however many incidents use it).
     pub fn bind_policy(&self, policy: &Policy) -> PolicyBinding {
+        match self
+            .policies
+            .iter()
+            .zip(&self.bindings)
+            .find(|(p, _)| *p == policy)
+        {
+            Some((_, b)) => b.clone(),
+            None => self.new_binding(policy),
+        }
+    }
+
+    fn new_binding(&self, policy: &Policy) -> PolicyBinding {
         let calendars = policy
             .calendar_names()
             .into_iter()
             .filter_map(|n| self.calendars.get(n).map(|c| (n.to_string(), c.clone())))
             .collect();
         PolicyBinding {
-            set_hash: self.hash.clone(),
-            policy: policy.clone(),
-            calendars,
+            inner: std::sync::Arc::new(BindingData {
+                set_hash: self.hash.clone(),
+                policy: policy.clone(),
+                calendars,
+            }),
         }
     }
 }
@@ -633,11 +652,23 @@ fn hash_json<T: Serialize>(value: &T) -> String {
 /// The policy in force for one incident: the selected policy, the calendars it uses, and the
 /// hash of the set it was selected from. Self-contained and serialisable; deserialising
 /// re-validates.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct PolicyBinding {
+    /// Shared: cloning a binding (one per incident) does not copy the policy.
+    inner: std::sync::Arc<BindingData>,
+}
+
+#[derive(Debug, PartialEq)]
+struct BindingData {
     set_hash: String,
     policy: Policy,
     calendars: BTreeMap<String, Calendar>,
+}
+
+impl PartialEq for PolicyBinding {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.inner, &other.inner) || self.inner == other.inner
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -651,34 +682,35 @@ struct BindingSpec {
 impl PolicyBinding {
     /// The selected policy.
     pub fn policy(&self) -> &Policy {
-        &self.policy
+        &self.inner.policy
     }
 
     /// The content hash of the policy set this binding came from.
     pub fn set_hash(&self) -> &str {
-        &self.set_hash
+        &self.inner.set_hash
     }
 
     /// A calendar by name (`24x7` included).
     pub fn calendar(&self, name: &str) -> &Calendar {
-        calendar_lookup(&self.calendars, name)
+        calendar_lookup(&self.inner.calendars, name)
     }
 
     /// The calendar a priority runs on.
     pub fn calendar_for(&self, priority: Priority) -> &Calendar {
-        self.calendar(self.policy.calendar_name(priority))
+        self.calendar(self.inner.policy.calendar_name(priority))
     }
 
     /// The target of a clock at a priority.
     pub fn target(&self, clock: ClockKind, priority: Priority) -> Option<SignedDuration> {
-        self.policy.target(clock, priority)
+        self.inner.policy.target(clock, priority)
     }
 
     fn to_spec(&self) -> BindingSpec {
         BindingSpec {
-            set_hash: self.set_hash.clone(),
-            policy: self.policy.to_spec(),
+            set_hash: self.inner.set_hash.clone(),
+            policy: self.inner.policy.to_spec(),
             calendars: self
+                .inner
                 .calendars
                 .iter()
                 .map(|(n, c)| (n.clone(), c.to_spec()))
@@ -690,9 +722,11 @@ impl PolicyBinding {
         let (calendars, known) = build_calendars(&spec.calendars, "binding.calendars")?;
         let policy = Policy::build(&spec.policy, 0, &known)?;
         Ok(PolicyBinding {
-            set_hash: spec.set_hash.clone(),
-            policy,
-            calendars,
+            inner: std::sync::Arc::new(BindingData {
+                set_hash: spec.set_hash.clone(),
+                policy,
+                calendars,
+            }),
         })
     }
 }
