@@ -286,6 +286,35 @@ async fn nats_intake_subject_opens_and_dead_letters() {
         .to_owned();
     assert!(reason.contains("huge"), "{reason}");
 
+    // an open and its resolve published back to back are handled in order, in one batch
+    for i in 0..50 {
+        let key = format!("burst-{i}");
+        let open = json!({"title": "burst", "service": "billing", "impact": "low", "urgency": "low", "dedup_key": key});
+        let resolve = json!({"action": "resolve", "dedup_key": key});
+        js.publish("incident.v1.intake", open.to_string().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        js.publish("incident.v1.intake", resolve.to_string().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let mut resolved = 0;
+    for _ in 0..100 {
+        resolved = incidents(&grpc)
+            .iter()
+            .filter(|i| i["title"] == "burst" && i["status"] == "resolved")
+            .count();
+        if resolved == 50 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(resolved, 50, "every resolve followed its open");
+
     // intake keeps running and taking work
     ctl_ok(
         &grpc,

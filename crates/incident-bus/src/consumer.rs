@@ -26,6 +26,11 @@ pub struct ConsumerSpec {
     pub ack_wait: Duration,
     /// Redelivery delays (JetStream `backoff`); its length must stay below `max_deliver`.
     pub backoff: Vec<Duration>,
+    /// How many messages already delivered to this process are handled together (1: one at a
+    /// time). Handlers of a group are started in stream order, so a handler that submits to an
+    /// ordered queue before its first wait keeps the order; each message is acked on its own
+    /// outcome.
+    pub concurrency: usize,
 }
 
 impl ConsumerSpec {
@@ -42,6 +47,7 @@ impl ConsumerSpec {
                 Duration::from_secs(15),
                 Duration::from_secs(30),
             ],
+            concurrency: 1,
         }
     }
 
@@ -83,15 +89,15 @@ pub enum Handled {
     Reject(String),
 }
 
-/// Consumes until `shutdown` turns true. The handler is called one message at a time, in stream
-/// order.
+/// Consumes until `shutdown` turns true. The handler is called in stream order, for up to
+/// `spec.concurrency` messages at a time.
 pub async fn run<H, Fut>(
     js: jetstream::Context,
     spec: ConsumerSpec,
-    mut handler: H,
+    handler: H,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    H: FnMut(Delivery) -> Fut,
+    H: Fn(Delivery) -> Fut,
     Fut: std::future::Future<Output = Handled>,
 {
     let mut failures = 0u32;
@@ -123,7 +129,29 @@ pub async fn run<H, Fut>(
                 }
                 None => break,
             };
-            handle_one(&js, &spec, &msg, &mut handler).await;
+            // take what has already arrived, up to the concurrency, without waiting
+            let mut group = vec![msg];
+            let mut reopen = false;
+            while group.len() < spec.concurrency.max(1) {
+                match futures::FutureExt::now_or_never(messages.next()) {
+                    Some(Some(Ok(m))) => group.push(m),
+                    Some(Some(Err(e))) => {
+                        tracing::warn!(durable = %spec.durable, error = %e, "consumer stream error; reopening");
+                        reopen = true;
+                        break;
+                    }
+                    Some(None) => {
+                        reopen = true;
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            futures::future::join_all(group.iter().map(|m| handle_one(&js, &spec, m, &handler)))
+                .await;
+            if reopen {
+                break;
+            }
         }
     }
 }
@@ -149,9 +177,9 @@ async fn handle_one<H, Fut>(
     js: &jetstream::Context,
     spec: &ConsumerSpec,
     msg: &jetstream::Message,
-    handler: &mut H,
+    handler: &H,
 ) where
-    H: FnMut(Delivery) -> Fut,
+    H: Fn(Delivery) -> Fut,
     Fut: std::future::Future<Output = Handled>,
 {
     let (stream_sequence, delivered) = match msg.info() {

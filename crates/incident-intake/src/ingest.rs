@@ -59,32 +59,16 @@ pub async fn ingest(
             dedup_key, note, ..
         } => (dedup_key, Action::Resolve { note }, "resolve"),
     };
-    let id = state
-        .read()
-        .map_err(|_| ServiceError::Internal("state lock poisoned".into()))?
-        .active_by_dedup(&key)
-        .cloned();
-    let Some(id) = id else {
-        return Ok(Ingested::NoIncident);
-    };
     match handle
-        .submit(
-            Intent::Act {
-                id: id.clone(),
-                action,
-            },
-            actor,
-            command,
-        )
+        .submit(Intent::ActOnDedupKey { key, action }, actor, command)
         .await
     {
         Ok(out) => Ok(Ingested::Acted(out.incident)),
-        Err(ServiceError::Rejected(DomainError::IllegalTransition { .. })) => {
-            let current = state
-                .read()
-                .map_err(|_| ServiceError::Internal("state lock poisoned".into()))?
-                .get(&id)
-                .cloned();
+        Err(ServiceError::Rejected(DomainError::NotFound(_))) => Ok(Ingested::NoIncident),
+        Err(ServiceError::Rejected(DomainError::IllegalTransition { id, .. })) => {
+            let current = IncidentId::parse(&id)
+                .ok()
+                .and_then(|id| state.read().ok().and_then(|s| s.get(&id).cloned()));
             Ok(current.map_or(Ingested::NoIncident, Ingested::AlreadyDone))
         }
         Err(e) => Err(e),

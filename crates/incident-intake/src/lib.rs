@@ -176,7 +176,10 @@ pub async fn run(
             }
             stream_ready.store(true, Ordering::SeqCst);
             let relay = tokio::spawn(relay.run(stop.clone()));
-            let spec = ConsumerSpec::new(streams::INCIDENT_INTAKE.name, NATS_INTAKE_DURABLE);
+            let mut spec = ConsumerSpec::new(streams::INCIDENT_INTAKE.name, NATS_INTAKE_DURABLE);
+            // the handlers submit to the processor in stream order before they wait, so a
+            // group keeps its order and shares one group commit
+            spec.concurrency = 256;
             consumer::run(
                 js,
                 spec,

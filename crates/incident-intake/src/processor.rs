@@ -33,6 +33,12 @@ pub enum Intent {
         id: IncidentId,
         action: Action,
     },
+    /// Act on the active incident holding this dedup key, as it stands after the commands
+    /// queued before this one (so an open and its resolve sent back to back stay in order).
+    ActOnDedupKey {
+        key: String,
+        action: Action,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -171,6 +177,24 @@ impl Processor {
                 };
                 let (target, action, deduplicated) = match &p.intent {
                     Intent::Act { id, action } => (id.clone(), action.clone(), false),
+                    Intent::ActOnDedupKey { key, action } => {
+                        let found = staged_dedup
+                            .get(key)
+                            .or_else(|| state.active_by_dedup(key))
+                            .filter(|id| current(id, &staged).is_some_and(|i| i.status.is_active()))
+                            .cloned();
+                        match found {
+                            Some(id) => (id, action.clone(), false),
+                            None => {
+                                plans.push(Plan::Refused(ServiceError::Rejected(
+                                    incident_domain::DomainError::NotFound(format!(
+                                        "no active incident holds dedup key {key}"
+                                    )),
+                                )));
+                                continue;
+                            }
+                        }
+                    }
                     Intent::Open { id, open } => {
                         let by_request = open.request_id.as_deref().and_then(|r| {
                             staged_requests
