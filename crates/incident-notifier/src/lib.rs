@@ -81,7 +81,10 @@ fn consume(
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    let spec = ConsumerSpec::new(stream, DURABLE);
+    let mut spec = ConsumerSpec::new(stream, DURABLE);
+    // inputs are submitted to the engine in stream order before any wait, and the engine
+    // records what queued up in one batch: one fsync for a group of messages
+    spec.concurrency = 256;
     tokio::spawn(incident_bus::consumer::run(
         js,
         spec,
