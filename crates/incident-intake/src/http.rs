@@ -54,23 +54,12 @@ pub fn router(shared: Shared) -> Router {
 }
 
 async fn readyz(State(s): State<Shared>) -> impl IntoResponse {
-    let nats = s.nats_up.load(Ordering::SeqCst);
-    let stream = s.stream_ready.load(Ordering::SeqCst);
-    let head = s.log.head().seq;
-    let relayed = s.relay.cursor.load(Ordering::Relaxed);
-    let body = serde_json::json!({
-        "state_rebuilt": true,
-        "nats_connected": nats,
-        "stream_ready": stream,
-        "log_head": head,
-        "relayed_up_to": relayed,
-    });
-    let code = if nats && stream {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, axum::Json(body))
+    incident_runtime::readiness(
+        s.nats_up.load(Ordering::SeqCst),
+        s.stream_ready.load(Ordering::SeqCst),
+        s.log.head().seq,
+        s.relay.cursor.load(Ordering::Relaxed),
+    )
 }
 
 async fn metrics(State(s): State<Shared>) -> impl IntoResponse {

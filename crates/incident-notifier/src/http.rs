@@ -6,7 +6,6 @@ use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use axum::extract::State as AxumState;
-use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use incident_bus::RelayStatus;
@@ -36,21 +35,12 @@ pub fn router(shared: Shared) -> Router {
 }
 
 async fn readyz(AxumState(s): AxumState<Shared>) -> impl IntoResponse {
-    let nats = s.nats_up.load(Ordering::SeqCst);
-    let streams = s.streams_ready.load(Ordering::SeqCst);
-    let body = serde_json::json!({
-        "state_rebuilt": true,
-        "nats_connected": nats,
-        "streams_ready": streams,
-        "log_head": s.log.head().seq,
-        "relayed_up_to": s.relay.cursor.load(Ordering::Relaxed),
-    });
-    let code = if nats && streams {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, axum::Json(body))
+    incident_runtime::readiness(
+        s.nats_up.load(Ordering::SeqCst),
+        s.streams_ready.load(Ordering::SeqCst),
+        s.log.head().seq,
+        s.relay.cursor.load(Ordering::Relaxed),
+    )
 }
 
 async fn metrics(AxumState(s): AxumState<Shared>) -> impl IntoResponse {

@@ -120,3 +120,26 @@ pub fn load_tokens(path: Option<&std::path::Path>) -> anyhow::Result<auth::AuthL
         }
     }
 }
+
+/// The `/readyz` answer every service gives: 200 once NATS is connected and its streams exist
+/// (the state is rebuilt before the listener serves), 503 otherwise, with the details in JSON.
+pub fn readiness(
+    nats_connected: bool,
+    streams_ready: bool,
+    log_head: u64,
+    relayed_up_to: u64,
+) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+    let body = serde_json::json!({
+        "state_rebuilt": true,
+        "nats_connected": nats_connected,
+        "streams_ready": streams_ready,
+        "log_head": log_head,
+        "relayed_up_to": relayed_up_to,
+    });
+    let code = if nats_connected && streams_ready {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body))
+}
