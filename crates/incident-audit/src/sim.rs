@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::record::{AuditRecord, INTAKE, SLA};
 use crate::rng::SplitMix64;
 use crate::slalog;
-use incident_sla::incident_events::{inputs_of, sla_priority};
+use incident_sla::incident_events::inputs_of;
 
 /// Compliance counts of one clock.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -147,7 +147,7 @@ pub fn histories(records: &[AuditRecord]) -> Result<Vec<IncidentHistory>, SimErr
                     history = Some(IncidentHistory {
                         id: id.clone(),
                         opened_at: event.at,
-                        priority: sla_priority(*priority),
+                        priority: *priority,
                         service: service.clone(),
                         group: group.clone(),
                         inputs: Vec::new(),

@@ -10,7 +10,7 @@ use incident_sla::{ClockInput, DueKey, IncidentClocks, PolicySet};
 use jiff::Timestamp;
 
 use crate::record::{AuditRecord, SLA};
-use incident_sla::incident_events::{inputs_of, sla_priority};
+use incident_sla::incident_events::inputs_of;
 
 /// `sla.policy_activated.v1`.
 pub const POLICY_ACTIVATED: &str = "sla.policy_activated.v1";
@@ -125,9 +125,7 @@ pub fn clocks_at(
                 let Some(set) = &active else {
                     continue;
                 };
-                clocks =
-                    IncidentClocks::start(set, event.at, sla_priority(*priority), service, group)
-                        .ok();
+                clocks = IncidentClocks::start(set, event.at, *priority, service, group).ok();
                 continue;
             }
             let Some(c) = clocks.as_mut() else {

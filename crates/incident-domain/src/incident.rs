@@ -10,7 +10,7 @@ use std::fmt;
 
 use crate::{EventKind, HistoryError, Impact, IncidentEvent, IncidentId, Priority, Urgency};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Open,
@@ -59,6 +59,18 @@ impl Status {
     /// Still being worked on: a repeat report is folded into it, its clocks may run.
     pub fn is_active(self) -> bool {
         !matches!(self, Status::Resolved | Status::Closed)
+    }
+
+    /// Resolved or closed: the clocks stop.
+    pub fn is_terminal(self) -> bool {
+        !self.is_active()
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = crate::DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Status::parse(s)
     }
 }
 

@@ -114,6 +114,13 @@ impl Priority {
     }
 }
 
+impl std::str::FromStr for Priority {
+    type Err = crate::DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Priority::parse(s)
+    }
+}
+
 impl fmt::Display for Priority {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use incident_domain::{Envelope, EventKind, IncidentEvent, stored};
-use incident_sla::incident_events::{inputs_of, sla_priority};
+use incident_sla::incident_events::inputs_of;
 use incident_sla::{ClockInput, ClockKind, ClockView, Due, DueKind, IncidentClocks, PolicySet};
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -178,15 +178,13 @@ impl Engine {
             let Some(set) = self.active_policy() else {
                 return Vec::new();
             };
-            let clocks =
-                match IncidentClocks::start(set, event.at, sla_priority(*priority), service, group)
-                {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::info!(incident = %id, reason = %e, "no SLA policy applies");
-                        return Vec::new();
-                    }
-                };
+            let clocks = match IncidentClocks::start(set, event.at, *priority, service, group) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::info!(incident = %id, reason = %e, "no SLA policy applies");
+                    return Vec::new();
+                }
+            };
             let state = clocks.state_at(event.at);
             let started = envelope(
                 STARTED,

@@ -97,4 +97,4 @@ pub use report::{
     ClockOutcome, Compliance, IncidentHistory, IncidentOutcome, SlaResult, Stats, TimeBasis,
     WhatIfReport, WhatIfSkip, report_by, report_by_priority, summarize, what_if,
 };
-pub use types::{ClockKind, Priority, ReopenMode, Status, UnknownPriority, UnknownStatus};
+pub use types::{ClockKind, Priority, ReopenMode, Status};
