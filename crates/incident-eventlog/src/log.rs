@@ -74,6 +74,26 @@ struct Staging {
     writes: bool,
 }
 
+/// Opens the sled database. A database just closed in this process can still be locked for a
+/// moment by sled's background flusher, so a busy lock is retried for up to two seconds; a
+/// lock held longer (another process has the log open) is an error.
+fn open_db(path: &Path) -> Result<sled::Db, LogError> {
+    let mut attempts = 0;
+    loop {
+        match sled::Config::new().path(path).open() {
+            Ok(db) => return Ok(db),
+            // sled reports a busy lock as `Other` with this text
+            Err(sled::Error::Io(e))
+                if attempts < 100 && e.to_string().contains("could not acquire lock") =>
+            {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(LogError::storage(path, "opening", e)),
+        }
+    }
+}
+
 impl EventLog {
     /// Opens (or creates) the log in the folder `path` with [`Options::default`].
     pub fn open(path: &Path) -> Result<Self, LogError> {
@@ -83,10 +103,7 @@ impl EventLog {
     /// Opens (or creates) the log in the folder `path`. Checks the format marker, that the
     /// stored head matches the last record, and re-verifies the last `opts.verify_tail` records.
     pub fn open_with(path: &Path, opts: Options) -> Result<Self, LogError> {
-        let db = sled::Config::new()
-            .path(path)
-            .open()
-            .map_err(|e| LogError::storage(path, "opening", e))?;
+        let db = open_db(path)?;
         check_meta(&db, path, true)?;
         let head = load_head(&db, path)?;
         verify_tail(&db, path, head, opts.verify_tail)?;

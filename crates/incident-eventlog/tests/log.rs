@@ -504,3 +504,24 @@ fn clones_share_one_log() {
     assert_eq!(log.get(1).unwrap().unwrap().event_id, "e1");
     log.flush().unwrap();
 }
+
+#[test]
+fn a_log_reopened_right_after_it_was_dropped_opens() {
+    // sled's flusher may hold the file lock a moment after the last handle is dropped
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..20u64 {
+        let log = EventLog::open(dir.path()).unwrap();
+        assert_eq!(log.head().seq, round);
+        log.append(AppendRequest {
+            stream: "s".into(),
+            expected: ExpectedVersion::Any,
+            events: vec![incident_eventlog::NewEvent {
+                id: format!("e{round}"),
+                bytes: b"{}".to_vec(),
+            }],
+            processed: vec![],
+        })
+        .unwrap();
+        drop(log);
+    }
+}
