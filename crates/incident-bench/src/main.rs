@@ -224,7 +224,7 @@ fn rebuild(n: usize) -> anyhow::Result<(f64, f64)> {
     }
     // the raw building block: iterate sled, decode each record, parse its envelope
     let raw = {
-        let db = sled::open(&path)?;
+        let db = incident_eventlog::open_db(&path)?;
         let started = Instant::now();
         let mut count = 0usize;
         for kv in db.scan_prefix([incident_eventlog::layout::RECORD]) {

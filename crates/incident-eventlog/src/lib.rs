@@ -36,6 +36,6 @@ mod store;
 
 pub use append::{AppendRequest, Appended, ExpectedVersion, NewEvent};
 pub use error::{AppendError, LogError};
-pub use log::{EventLog, Options};
+pub use log::{EventLog, Options, open_db};
 pub use record::{Damage, GENESIS, Head, Record, chain_hash, verify_chain};
 pub use store::EventStore;

@@ -77,7 +77,7 @@ struct Staging {
 /// Opens the sled database. A database just closed in this process can still be locked for a
 /// moment by sled's background flusher, so a busy lock is retried for up to two seconds; a
 /// lock held longer (another process has the log open) is an error.
-fn open_db(path: &Path) -> Result<sled::Db, LogError> {
+pub fn open_db(path: &Path) -> Result<sled::Db, LogError> {
     let mut attempts = 0;
     loop {
         match sled::Config::new().path(path).open() {

@@ -37,7 +37,7 @@ pub fn all(log: &EventLog) -> Vec<Record> {
 
 /// Opens the sled database of a closed log, runs `f` on it, flushes and closes it.
 pub fn with_db(path: &Path, f: impl FnOnce(&sled::Db)) {
-    let db = sled::open(path).expect("open sled");
+    let db = incident_eventlog::open_db(path).expect("open sled");
     f(&db);
     db.flush().expect("flush sled");
 }
