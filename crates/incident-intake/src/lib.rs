@@ -215,15 +215,12 @@ pub async fn run(
         sources,
         grpc_metrics: grpc_metrics.clone(),
     };
-    let http_tls = config.tls.http_config()?;
-    let mut http_stop = stop_rx.clone();
-    let http_task = tokio::spawn(async move {
-        let _ =
-            incident_runtime::tls::serve_http(http, http::router(shared), http_tls, async move {
-                let _ = http_stop.changed().await;
-            })
-            .await;
-    });
+    let http_task = incident_runtime::tls::spawn_http(
+        http,
+        http::router(shared),
+        &config.tls,
+        stop_rx.clone(),
+    )?;
 
     let mut grpc_stop = stop_rx.clone();
     let grpc_server = config

@@ -109,3 +109,22 @@ pub async fn serve_http(
         });
     }
 }
+
+/// Serves a service's HTTP surface in a task (over TLS when configured) until `stop` turns true.
+pub fn spawn_http(
+    listener: TcpListener,
+    router: axum::Router,
+    tls: &TlsArgs,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let config = tls.http_config()?;
+    Ok(tokio::spawn(async move {
+        if let Err(e) = serve_http(listener, router, config, async move {
+            let _ = stop.changed().await;
+        })
+        .await
+        {
+            tracing::warn!(error = %e, "the HTTP listener stopped with an error");
+        }
+    }))
+}
