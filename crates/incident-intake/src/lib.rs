@@ -195,13 +195,11 @@ pub async fn run(
         })
     };
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
+    let grpc_base = incident_runtime::grpc_base(&config.tls, config.tokens_file.as_deref())?;
+    grpc_base
+        .health
         .set_serving::<IntakeServiceServer<grpc::IntakeApi>>()
         .await;
-    let (reflection_v1, reflection_v1alpha) = incident_runtime::reflection()?;
-    let auth_layer = incident_runtime::load_tokens(config.tokens_file.as_deref())?;
-    let grpc_metrics = Arc::new(incident_runtime::grpc_metrics::GrpcMetrics::default());
     let api = grpc::IntakeApi::new(handle.clone(), state.clone(), changes);
 
     let shared = http::Shared {
@@ -213,7 +211,7 @@ pub async fn run(
         stream_ready,
         handle,
         sources,
-        grpc_metrics: grpc_metrics.clone(),
+        grpc_metrics: grpc_base.metrics.clone(),
     };
     let http_task = incident_runtime::tls::spawn_http(
         http,
@@ -223,17 +221,9 @@ pub async fn run(
     )?;
 
     let mut grpc_stop = stop_rx.clone();
-    let grpc_server = config
-        .tls
-        .grpc_server()?
-        .layer(incident_runtime::grpc_metrics::MetricsLayer::new(
-            grpc_metrics.clone(),
-        ))
-        .layer(auth_layer)
-        .add_service(health_service)
+    let grpc_server = grpc_base
+        .router
         .add_service(incident_audit::service(log.clone(), "incident-intake"))
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
         .add_service(IntakeServiceServer::new(api).max_decoding_message_size(1024 * 1024))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(grpc),

@@ -211,13 +211,11 @@ pub async fn run(
         stop_rx.clone(),
     );
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
+    let grpc_base = incident_runtime::grpc_base(&config.tls, config.tokens_file.as_deref())?;
+    grpc_base
+        .health
         .set_serving::<NotificationServiceServer<grpc::NotifierApi>>()
         .await;
-    let (reflection_v1, reflection_v1alpha) = incident_runtime::reflection()?;
-    let auth_layer = incident_runtime::load_tokens(config.tokens_file.as_deref())?;
-    let grpc_metrics = Arc::new(incident_runtime::grpc_metrics::GrpcMetrics::default());
     let api = grpc::NotifierApi::new(state.clone());
 
     let shared = http::Shared {
@@ -227,7 +225,7 @@ pub async fn run(
         relay: relay_status,
         nats_up,
         streams_ready,
-        grpc_metrics: grpc_metrics.clone(),
+        grpc_metrics: grpc_base.metrics.clone(),
     };
     let http_task = incident_runtime::tls::spawn_http(
         http,
@@ -238,17 +236,9 @@ pub async fn run(
 
     let mut grpc_stop = stop_rx.clone();
     let grpc_task = tokio::spawn(
-        config
-            .tls
-            .grpc_server()?
-            .layer(incident_runtime::grpc_metrics::MetricsLayer::new(
-                grpc_metrics,
-            ))
-            .layer(auth_layer)
-            .add_service(health_service)
+        grpc_base
+            .router
             .add_service(incident_audit::service(log.clone(), "incident-notifier"))
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
             .add_service(NotificationServiceServer::new(api))
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(grpc),

@@ -143,3 +143,40 @@ pub fn readiness(
     };
     (code, axum::Json(body))
 }
+
+/// The layers every service puts in front of its gRPC routes: latency metrics, then tokens.
+pub type GrpcLayers = tower_layer::Stack<
+    auth::AuthLayer,
+    tower_layer::Stack<grpc_metrics::MetricsLayer, tower_layer::Identity>,
+>;
+
+/// What every service's gRPC server starts from: TLS when configured, latency metrics, the
+/// token check, `grpc.health.v1` and reflection. The service adds its own API (and the audit
+/// API) to `router`, and sets its health to SERVING through `health`.
+pub struct GrpcBase {
+    pub router: tonic::transport::server::Router<GrpcLayers>,
+    pub health: tonic_health::server::HealthReporter,
+    pub metrics: std::sync::Arc<grpc_metrics::GrpcMetrics>,
+}
+
+pub fn grpc_base(
+    tls: &tls::TlsArgs,
+    tokens_file: Option<&std::path::Path>,
+) -> anyhow::Result<GrpcBase> {
+    let auth = load_tokens(tokens_file)?;
+    let metrics = std::sync::Arc::new(grpc_metrics::GrpcMetrics::default());
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let (reflection_v1, reflection_v1alpha) = reflection()?;
+    let router = tls
+        .grpc_server()?
+        .layer(grpc_metrics::MetricsLayer::new(metrics.clone()))
+        .layer(auth)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+    Ok(GrpcBase {
+        router,
+        health,
+        metrics,
+    })
+}

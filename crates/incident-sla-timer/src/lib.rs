@@ -188,11 +188,11 @@ pub async fn run(
         stop_rx.clone(),
     ));
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<SlaServiceServer<grpc::SlaApi>>().await;
-    let (reflection_v1, reflection_v1alpha) = incident_runtime::reflection()?;
-    let auth_layer = incident_runtime::load_tokens(config.tokens_file.as_deref())?;
-    let grpc_metrics = Arc::new(incident_runtime::grpc_metrics::GrpcMetrics::default());
+    let grpc_base = incident_runtime::grpc_base(&config.tls, config.tokens_file.as_deref())?;
+    grpc_base
+        .health
+        .set_serving::<SlaServiceServer<grpc::SlaApi>>()
+        .await;
     let shared = http::Shared {
         engine: engine.clone(),
         counters: writer.counters.clone(),
@@ -201,7 +201,7 @@ pub async fn run(
         streams_ready,
         time,
         log: log.clone(),
-        grpc_metrics: grpc_metrics.clone(),
+        grpc_metrics: grpc_base.metrics.clone(),
     };
     let http_task = incident_runtime::tls::spawn_http(
         http,
@@ -211,17 +211,9 @@ pub async fn run(
     )?;
     let mut grpc_stop = stop_rx.clone();
     let grpc_task = tokio::spawn(
-        config
-            .tls
-            .grpc_server()?
-            .layer(incident_runtime::grpc_metrics::MetricsLayer::new(
-                grpc_metrics.clone(),
-            ))
-            .layer(auth_layer)
-            .add_service(health_service)
+        grpc_base
+            .router
             .add_service(incident_audit::service(log.clone(), "incident-sla"))
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
             .add_service(SlaServiceServer::new(grpc::SlaApi::new(engine, time)))
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(grpc),
