@@ -5,8 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer::pull};
-use futures::StreamExt;
+use async_nats::jetstream;
 use incident_testkit::{NatsServer, ServiceProcess, bin_path};
 
 /// Starts intake on `nats` with its data in `data_dir`.
@@ -86,36 +85,11 @@ async fn read_subject(
     stream: &str,
     subject: &str,
 ) -> Vec<serde_json::Value> {
-    let Ok(stream) = js.get_stream(stream).await else {
-        return Vec::new();
-    };
-    let consumer = stream
-        .create_consumer(pull::Config {
-            filter_subject: subject.to_owned(),
-            ack_policy: jetstream::consumer::AckPolicy::None,
-            ..Default::default()
-        })
+    incident_testkit::stream::read_subject(js, stream, subject)
         .await
-        .expect("ephemeral consumer");
-    let pending = consumer.cached_info().num_pending as usize;
-    if pending == 0 {
-        return Vec::new();
-    }
-    let mut messages = consumer
-        .fetch()
-        .max_messages(pending)
-        .expires(Duration::from_secs(2))
-        .messages()
-        .await
-        .expect("fetch");
-    let mut out = Vec::new();
-    while let Some(Ok(m)) = messages.next().await {
-        out.push(serde_json::from_slice(&m.payload).expect("a JSON event on the stream"));
-        if out.len() == pending {
-            break;
-        }
-    }
-    out
+        .into_iter()
+        .map(|(payload, _)| serde_json::from_slice(&payload).expect("a JSON event on the stream"))
+        .collect()
 }
 
 /// The event types of a list of CloudEvents.

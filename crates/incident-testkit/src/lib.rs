@@ -3,6 +3,7 @@
 //! processes started from the workspace's built binaries, killable with SIGKILL.
 
 pub mod smtp;
+pub mod stream;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -10,12 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, consumer::pull};
+use async_nats::jetstream;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap as HttpHeaders, StatusCode, Uri};
-use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use incident_domain::{
     Envelope, EventKind, Impact, IncidentEvent, IncidentId, Priority, Source, Urgency, stored,
@@ -266,36 +265,7 @@ pub async fn read_stream(
     stream: &str,
     subject: &str,
 ) -> Vec<(Vec<u8>, Option<HeaderMap>)> {
-    let Ok(stream) = js.get_stream(stream).await else {
-        return Vec::new();
-    };
-    let consumer = stream
-        .create_consumer(pull::Config {
-            filter_subject: subject.to_owned(),
-            ack_policy: jetstream::consumer::AckPolicy::None,
-            ..Default::default()
-        })
-        .await
-        .expect("ephemeral consumer");
-    let pending = consumer.cached_info().num_pending as usize;
-    if pending == 0 {
-        return Vec::new();
-    }
-    let mut messages = consumer
-        .fetch()
-        .max_messages(pending)
-        .expires(Duration::from_secs(2))
-        .messages()
-        .await
-        .expect("fetch");
-    let mut out = Vec::new();
-    while let Some(Ok(m)) = messages.next().await {
-        out.push((m.payload.to_vec(), m.headers.clone()));
-        if out.len() == pending {
-            break;
-        }
-    }
-    out
+    incident_testkit::stream::read_subject(js, stream, subject).await
 }
 
 /// The notifier's events relayed to NOTIFY_EVENTS for one incident.
