@@ -51,7 +51,7 @@ impl ConsumerSpec {
         }
     }
 
-    fn config(&self) -> pull::Config {
+    pub fn config(&self) -> pull::Config {
         pull::Config {
             durable_name: Some(self.durable.clone()),
             ack_policy: jetstream::consumer::AckPolicy::Explicit,
@@ -173,6 +173,14 @@ async fn open(
         .await?)
 }
 
+/// The id a handler records for a message: its `Nats-Msg-Id`, else `<stream>:<sequence>`.
+pub fn delivery_id(stream: &str, headers: Option<&HeaderMap>, stream_sequence: u64) -> String {
+    headers
+        .and_then(|h| h.get("Nats-Msg-Id"))
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_else(|| format!("{stream}:{stream_sequence}"))
+}
+
 async fn handle_one<H, Fut>(
     js: &jetstream::Context,
     spec: &ConsumerSpec,
@@ -186,14 +194,8 @@ async fn handle_one<H, Fut>(
         Ok(info) => (info.stream_sequence, info.delivered),
         Err(_) => (0, 1),
     };
-    let id = msg
-        .headers
-        .as_ref()
-        .and_then(|h| h.get("Nats-Msg-Id"))
-        .map(|v| v.as_str().to_owned())
-        .unwrap_or_else(|| format!("{}:{stream_sequence}", spec.stream));
     let delivery = Delivery {
-        id,
+        id: delivery_id(&spec.stream, msg.headers.as_ref(), stream_sequence),
         subject: msg.subject.to_string(),
         payload: msg.payload.clone(),
         headers: msg.headers.clone(),

@@ -1,0 +1,211 @@
+//! What every `--rebuild-log-from-jetstream` shares: setting a damaged log aside, connecting
+//! once, reading a stream from its first message to the last one stored when the read began
+//! (with stream sequences), and restarting a durable consumer just after a given sequence.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
+use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull};
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::NatsAuth;
+use crate::consumer::ConsumerSpec;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error("{0}")]
+    Io(String),
+    #[error("connecting to NATS at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("reading stream {stream}: {reason}")]
+    Read { stream: String, reason: String },
+    #[error("restarting consumer {durable} on {stream}: {reason}")]
+    Consumer {
+        stream: String,
+        durable: String,
+        reason: String,
+    },
+}
+
+/// Where the damaged log was moved, and how many records it still showed (None when it could
+/// not be opened at all).
+#[derive(Debug, Clone)]
+pub struct SetAside {
+    pub path: PathBuf,
+    pub readable_records: Option<u64>,
+}
+
+/// Moves `log_dir` to `<log_dir>.damaged-<UTC time>` next to it, if it exists, so nothing is
+/// deleted; the caller writes a new log at `log_dir`.
+pub fn set_aside(log_dir: &Path) -> Result<Option<SetAside>, RebuildError> {
+    if !log_dir.exists() {
+        return Ok(None);
+    }
+    let name = log_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "log".into());
+    let aside = log_dir.with_file_name(format!(
+        "{name}.damaged-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default()
+    ));
+    std::fs::rename(log_dir, &aside).map_err(|e| {
+        RebuildError::Io(format!(
+            "moving {} aside to {}: {e}",
+            log_dir.display(),
+            aside.display()
+        ))
+    })?;
+    let readable_records = incident_eventlog::open_db(&aside).ok().map(|db| {
+        db.scan_prefix([incident_eventlog::layout::RECORD])
+            .filter_map(Result::ok)
+            .count() as u64
+    });
+    Ok(Some(SetAside {
+        path: aside,
+        readable_records,
+    }))
+}
+
+/// One connection for the rebuild (no retry loop: a rebuild without NATS fails at once).
+pub async fn connect_once(url: &str, auth: &NatsAuth) -> Result<jetstream::Context, RebuildError> {
+    let err = |reason: String| RebuildError::Connect {
+        url: url.to_owned(),
+        reason,
+    };
+    let addrs = crate::connect::server_addrs(url).map_err(|e| err(e.to_string()))?;
+    let client = auth
+        .apply(async_nats::ConnectOptions::new())
+        .await
+        .map_err(|e| err(e.to_string()))?
+        .connection_timeout(Duration::from_secs(5))
+        .connect(addrs)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    Ok(jetstream::new(client))
+}
+
+/// Appends a batch of the new log; answers how many requests were written.
+pub fn append_all(
+    log: &incident_eventlog::EventLog,
+    batch: Vec<incident_eventlog::AppendRequest>,
+) -> Result<u64, String> {
+    let n = batch.len() as u64;
+    for r in log.append_batch(batch) {
+        r.map_err(|e| e.to_string())?;
+    }
+    Ok(n)
+}
+
+/// One message read back from a stream.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub sequence: u64,
+    pub subject: String,
+    pub payload: Bytes,
+    pub headers: Option<HeaderMap>,
+}
+
+/// Calls `f` with every message of `stream`, in stream order, up to the last message stored
+/// when the read began; answers how many were read. A stream that does not exist has none.
+pub async fn read_all<F>(
+    js: &jetstream::Context,
+    stream: &str,
+    mut f: F,
+) -> Result<u64, RebuildError>
+where
+    F: FnMut(StoredMessage) -> Result<(), String>,
+{
+    let err = |reason: String| RebuildError::Read {
+        stream: stream.to_owned(),
+        reason,
+    };
+    let mut handle = match js.get_stream(stream).await {
+        Ok(s) => s,
+        Err(e) if e.to_string().contains("stream not found") => return Ok(0),
+        Err(e) => return Err(err(e.to_string())),
+    };
+    let info = handle.info().await.map_err(|e| err(e.to_string()))?;
+    let (last, stored) = (info.state.last_sequence, info.state.messages);
+    // a stream whose messages are all gone (aged out) still has a last sequence: nothing would
+    // ever be delivered up to it
+    if last == 0 || stored == 0 {
+        return Ok(0);
+    }
+    let consumer = handle
+        .create_consumer(pull::OrderedConfig {
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let mut messages = consumer.messages().await.map_err(|e| err(e.to_string()))?;
+    let mut read = 0u64;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(30), messages.next())
+            .await
+            .map_err(|_| err("the stream stopped delivering".into()))?
+            .ok_or_else(|| err("the stream ended early".into()))?
+            .map_err(|e| err(e.to_string()))?;
+        let sequence = msg.info().map_err(|e| err(e.to_string()))?.stream_sequence;
+        f(StoredMessage {
+            sequence,
+            subject: msg.subject.to_string(),
+            payload: msg.payload.clone(),
+            headers: msg.headers.clone(),
+        })
+        .map_err(|reason| err(format!("message {sequence}: {reason}")))?;
+        read += 1;
+        if sequence >= last {
+            return Ok(read);
+        }
+    }
+}
+
+/// Deletes the durable consumer of `spec` (if any) and creates it again so that its first
+/// delivery is the message after `after_sequence` (everything when it is 0).
+pub async fn restart_consumer_after(
+    js: &jetstream::Context,
+    spec: &ConsumerSpec,
+    after_sequence: u64,
+) -> Result<(), RebuildError> {
+    let err = |reason: String| RebuildError::Consumer {
+        stream: spec.stream.clone(),
+        durable: spec.durable.clone(),
+        reason,
+    };
+    let stream = js
+        .get_stream(&spec.stream)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    match stream.consumer_info(&spec.durable).await {
+        Ok(_) => {
+            stream
+                .delete_consumer(&spec.durable)
+                .await
+                .map_err(|e| err(e.to_string()))?;
+        }
+        Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => {}
+        // not knowing whether it exists (a timeout): do not guess
+        Err(e) => return Err(err(e.to_string())),
+    }
+    let mut config = spec.config();
+    config.deliver_policy = if after_sequence == 0 {
+        DeliverPolicy::All
+    } else {
+        DeliverPolicy::ByStartSequence {
+            start_sequence: after_sequence + 1,
+        }
+    };
+    stream
+        .create_consumer(config)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    Ok(())
+}
