@@ -31,6 +31,14 @@ pub struct Config {
     /// How long JetStream drops re-published event ids, in seconds (for streams it creates).
     #[arg(long, env = "NATS_DUPLICATE_WINDOW_SECS", default_value_t = 120)]
     pub duplicate_window_secs: u64,
+    /// Instead of serving: move the (damaged) log aside, write a new one from SLA_EVENTS and
+    /// INCIDENT_EVENTS, print a report and exit.
+    #[arg(long)]
+    pub rebuild_log_from_jetstream: bool,
+    /// At start, how long timers that came due while the service was down wait for the incident
+    /// events that arrived meanwhile (an acknowledgement before the deadline means no breach).
+    #[arg(long, env = "SLA_CATCH_UP_WAIT_SECS", default_value_t = 30)]
+    pub catch_up_wait_secs: u64,
     /// Copies of each stream this service creates (3 on a three-node JetStream cluster).
     #[arg(long, env = "NATS_STREAM_REPLICAS", default_value_t = 1)]
     pub stream_replicas: usize,

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod events;
 pub mod grpc;
 pub mod http;
+pub mod rebuild;
 pub mod timesource;
 pub mod writer;
 
@@ -46,16 +47,47 @@ pub fn load_policy(config: &Config) -> anyhow::Result<PolicySet> {
     }
 }
 
-/// Folds the SLA log into a fresh engine.
-pub fn rebuild(log: &EventLog) -> anyhow::Result<Engine> {
+/// The durable consumer of INCIDENT_EVENTS (the rebuild restarts the same one).
+pub fn consumer_spec() -> ConsumerSpec {
+    ConsumerSpec::new(streams::INCIDENT_EVENTS.name, DURABLE)
+}
+
+/// Folds the SLA log into a fresh engine; also answers the id of the last incident event in it.
+pub fn rebuild(log: &EventLog) -> anyhow::Result<(Engine, Option<String>)> {
     let mut engine = Engine::default();
+    let mut last_input = None;
     for rec in log.read_from(1) {
         let rec = rec.context("reading the SLA log")?;
         let env = Envelope::from_slice(&rec.event)
             .with_context(|| format!("log record {}: not an event envelope", rec.seq))?;
         engine.replay(rec.seq, &env)?;
+        if !writer::is_own_event(&rec) {
+            last_input = Some(env.id);
+        }
     }
-    Ok(engine)
+    Ok((engine, last_input))
+}
+
+/// Where INCIDENT_EVENTS' durable consumer stands at start: `Some(last sequence)` when
+/// messages wait for it, `None` when it has nothing pending.
+async fn backlog_end(js: &async_nats::jetstream::Context) -> Result<Option<u64>, String> {
+    let mut stream = js
+        .get_stream(streams::INCIDENT_EVENTS.name)
+        .await
+        .map_err(|e| e.to_string())?;
+    let last = stream
+        .info()
+        .await
+        .map_err(|e| e.to_string())?
+        .state
+        .last_sequence;
+    if last == 0 {
+        return Ok(None);
+    }
+    match stream.consumer_info(DURABLE).await {
+        Ok(info) if info.num_pending == 0 && info.num_ack_pending == 0 => Ok(None),
+        _ => Ok(Some(last)),
+    }
 }
 
 /// Sleeps until the next due instant (or a wake-up), then fires what is due.
@@ -93,12 +125,19 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let log_dir = config.data_dir.join("log");
-    let (log, mut engine) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let log = EventLog::open(&log_dir)?;
-        let engine = rebuild(&log)?;
-        Ok((log, engine))
-    })
-    .await??;
+    let (log, (mut engine, last_input)) =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let log = EventLog::open(&log_dir).with_context(|| {
+                "the SLA log cannot be opened; if it is damaged, \
+                 `incident-sla --rebuild-log-from-jetstream` writes a new one from the streams"
+            })?;
+            let state = rebuild(&log).with_context(|| {
+                "the SLA log cannot be read; if it is damaged, \
+                 `incident-sla --rebuild-log-from-jetstream` writes a new one from the streams"
+            })?;
+            Ok((log, state))
+        })
+        .await??;
     let activation = engine.activate(policy, time.now());
     tracing::info!(
         incidents = engine.incidents().count(),
@@ -125,6 +164,9 @@ pub async fn run(
         relay.waker(),
         timer_wake.clone(),
     ));
+    writer.set_last_input(last_input);
+    // deadlines passed while the service was down wait for what arrived meanwhile
+    writer.hold_timers();
     if let Some(env) = activation {
         writer
             .activate(env)
@@ -166,8 +208,12 @@ pub async fn run(
                 tokio::time::sleep(incident_bus::relay::backoff(failures)).await;
             }
             streams_ready.store(true, Ordering::SeqCst);
+            match backlog_end(&js).await {
+                Ok(end) => writer.catch_up_to(end),
+                Err(e) => tracing::warn!(error = %e, "cannot tell the consumer's backlog"),
+            }
             let relay_task = tokio::spawn(relay.run(stop.clone()));
-            let spec = ConsumerSpec::new(streams::INCIDENT_EVENTS.name, DURABLE);
+            let spec = consumer_spec();
             consumer::run(
                 js,
                 spec,
@@ -181,12 +227,21 @@ pub async fn run(
             let _ = relay_task.await;
         })
     };
-    let timer_task = tokio::spawn(timer_loop(
-        writer.clone(),
-        time,
-        timer_wake,
-        stop_rx.clone(),
-    ));
+    let timer_task = {
+        let writer = writer.clone();
+        let mut stop = stop_rx.clone();
+        let wait = Duration::from_secs(config.catch_up_wait_secs);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = writer.caught_up() => {}
+                _ = tokio::time::sleep(wait) => {
+                    tracing::warn!(waited_secs = wait.as_secs(), "incident events that arrived while stopped are not all in yet; firing due timers anyway");
+                }
+                _ = stop.changed() => return,
+            }
+            timer_loop(writer, time, timer_wake, stop).await
+        })
+    };
 
     let grpc_base = incident_runtime::grpc_base(&config.tls, config.tokens_file.as_deref())?;
     grpc_base

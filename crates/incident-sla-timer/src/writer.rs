@@ -1,6 +1,10 @@
 //! The single writer of the SLA log: records each consumed incident event with the SLA events it
 //! caused (and the input's id as processed) in one atomic, flushed append before the input is
 //! acked, and records fired timers before they count as fired.
+//!
+//! Every SLA event it writes carries `after_input`: the id of the last incident event recorded
+//! before it. The inputs stay in the log only, so this is what lets the log be rebuilt from
+//! SLA_EVENTS and INCIDENT_EVENTS in its original order (see `rebuild`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,7 +13,7 @@ use incident_bus::{Delivery, Handled};
 use incident_domain::Envelope;
 use incident_eventlog::{AppendRequest, EventLog, ExpectedVersion, NewEvent};
 use jiff::Timestamp;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::engine::{Derived, Engine};
 use crate::events;
@@ -45,6 +49,12 @@ pub struct Writer {
     pub timer_wake: Arc<Notify>,
     /// One append at a time, so the log order is the order the engine saw.
     lock: tokio::sync::Mutex<()>,
+    /// The id of the last incident event recorded (`after_input` of the next SLA event).
+    last_input: Mutex<Option<String>>,
+    /// The highest INCIDENT_EVENTS sequence delivered, and the one that counts as caught up.
+    seen_seq: AtomicU64,
+    catch_up_target: AtomicU64,
+    caught_up: watch::Sender<bool>,
 }
 
 fn new_event(env: &Envelope) -> NewEvent {
@@ -68,6 +78,66 @@ impl Writer {
             relay_wake,
             timer_wake,
             lock: tokio::sync::Mutex::new(()),
+            last_input: Mutex::new(None),
+            seen_seq: AtomicU64::new(0),
+            catch_up_target: AtomicU64::new(u64::MAX),
+            caught_up: watch::channel(true).0,
+        }
+    }
+
+    /// The last incident event the log holds (after a restart).
+    pub fn set_last_input(&self, id: Option<String>) {
+        if let Ok(mut last) = self.last_input.lock() {
+            *last = id;
+        }
+    }
+
+    fn tag(&self, events: &mut [Envelope], after: Option<&str>) {
+        let owned;
+        let after = match after {
+            Some(a) => Some(a),
+            None => {
+                owned = self.last_input.lock().ok().and_then(|l| l.clone());
+                owned.as_deref()
+            }
+        };
+        for e in events {
+            if let serde_json::Value::Object(m) = &mut e.data {
+                m.insert("after_input".into(), after.into());
+            }
+        }
+    }
+
+    /// Holds the timers back (see [`Writer::caught_up`]) until [`Writer::catch_up_to`] says
+    /// what to wait for.
+    pub fn hold_timers(&self) {
+        self.caught_up.send_replace(false);
+    }
+
+    /// Timers may fire once a delivery at or past `target` (INCIDENT_EVENTS' last sequence at
+    /// start) was handled; `None`: nothing was waiting.
+    pub fn catch_up_to(&self, target: Option<u64>) {
+        match target {
+            Some(t) if self.seen_seq.load(Ordering::SeqCst) < t => {
+                self.catch_up_target.store(t, Ordering::SeqCst);
+            }
+            _ => {
+                self.caught_up.send_replace(true);
+            }
+        }
+    }
+
+    /// Resolves once the incident events that arrived while the service was down have been
+    /// handled, so a deadline passed meanwhile fires only if they did not stop the clock.
+    pub async fn caught_up(&self) {
+        let mut rx = self.caught_up.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
+    }
+
+    fn saw(&self, seq: u64) {
+        let seen = self.seen_seq.fetch_max(seq, Ordering::SeqCst).max(seq);
+        if seen >= self.catch_up_target.load(Ordering::SeqCst) {
+            self.caught_up.send_replace(true);
         }
     }
 
@@ -107,8 +177,9 @@ impl Writer {
     }
 
     /// Records the activation of a policy version (at start, when the file changed).
-    pub async fn activate(&self, env: Envelope) -> Result<(), String> {
+    pub async fn activate(&self, mut env: Envelope) -> Result<(), String> {
         let _guard = self.lock.lock().await;
+        self.tag(std::slice::from_mut(&mut env), None);
         self.append(vec![AppendRequest {
             stream: events::POLICY_SUBJECT.to_owned(),
             expected: ExpectedVersion::Any,
@@ -121,6 +192,13 @@ impl Writer {
     /// Handles one delivery from INCIDENT_EVENTS.
     pub async fn on_delivery(&self, d: Delivery) -> Handled {
         let _guard = self.lock.lock().await;
+        let seq = d.stream_sequence;
+        let handled = self.record_delivery(d).await;
+        self.saw(seq);
+        handled
+    }
+
+    async fn record_delivery(&self, d: Delivery) -> Handled {
         let id = d.id.clone();
         let log = self.log.clone();
         match tokio::task::spawn_blocking(move || log.is_processed(&id)).await {
@@ -141,7 +219,7 @@ impl Writer {
                 return Handled::Reject(e.to_string());
             }
         };
-        let derived = {
+        let mut derived = {
             let Ok(mut engine) = self.engine.lock() else {
                 return Handled::Retry("engine lock poisoned".into());
             };
@@ -153,6 +231,7 @@ impl Writer {
                 }
             }
         };
+        self.tag(&mut derived.events, Some(&env.id));
         let mut reqs = vec![AppendRequest {
             stream: input_stream(&env.subject),
             expected: ExpectedVersion::Any,
@@ -166,6 +245,7 @@ impl Writer {
         let events = derived.events.clone();
         match self.append(reqs).await {
             Ok(()) => {
+                self.set_last_input(Some(env.id.clone()));
                 self.counters.inputs.fetch_add(1, Ordering::Relaxed);
                 self.count(&events);
                 self.timer_wake.notify_one();
@@ -190,7 +270,8 @@ impl Writer {
             Ok(mut engine) => engine.fire_due(now),
             Err(_) => return,
         };
-        for (id, derived) in fired {
+        for (id, mut derived) in fired {
+            self.tag(&mut derived.events, None);
             let Some(req) = Self::derived_request(&id, &derived) else {
                 continue;
             };

@@ -86,7 +86,7 @@ struct Harness {
 }
 
 async fn start(log: &EventLog, now: Timestamp) -> Harness {
-    let mut engine = rebuild(log).unwrap();
+    let mut engine = rebuild(log).unwrap().0;
     let activation = engine.activate(PolicySet::from_toml(POLICY).unwrap(), now);
     let timer_wake = Arc::new(Notify::new());
     let writer = Arc::new(Writer::new(
@@ -338,7 +338,7 @@ async fn a_new_policy_version_is_recorded_and_old_clocks_keep_theirs() {
         .await;
     h.shutdown().await;
 
-    let mut engine = rebuild(&log).unwrap();
+    let mut engine = rebuild(&log).unwrap().0;
     let slower = PolicySet::from_toml(&POLICY.replace("P1 = \"2s\"", "P1 = \"1h\"")).unwrap();
     let old_hash = engine.active_policy().unwrap().hash().to_owned();
     assert!(
@@ -359,7 +359,7 @@ async fn a_new_policy_version_is_recorded_and_old_clocks_keep_theirs() {
         state.response.target,
         Some(jiff::SignedDuration::from_secs(2))
     );
-    let mut same = rebuild(&log).unwrap();
+    let mut same = rebuild(&log).unwrap().0;
     assert!(
         same.activate(PolicySet::from_toml(POLICY).unwrap(), at_ms(100))
             .is_none(),
