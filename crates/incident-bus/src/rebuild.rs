@@ -48,13 +48,21 @@ pub fn set_aside(log_dir: &Path) -> Result<Option<SetAside>, RebuildError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "log".into());
-    let aside = log_dir.with_file_name(format!(
+    let stamp = format!(
         "{name}.damaged-{}",
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or_default()
-    ));
+    );
+    // a second rebuild within the same second must not land on (or fail at) the first one's
+    let aside = (1u32..)
+        .map(|n| match n {
+            1 => log_dir.with_file_name(&stamp),
+            n => log_dir.with_file_name(format!("{stamp}-{n}")),
+        })
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| log_dir.with_file_name(&stamp));
     std::fs::rename(log_dir, &aside).map_err(|e| {
         RebuildError::Io(format!(
             "moving {} aside to {}: {e}",

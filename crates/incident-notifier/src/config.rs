@@ -32,6 +32,11 @@ pub struct Config {
     /// How long JetStream drops re-published event ids, in seconds (for streams it creates).
     #[arg(long, env = "NATS_DUPLICATE_WINDOW_SECS", default_value_t = 120)]
     pub duplicate_window_secs: u64,
+    /// Instead of serving: write a new log from NOTIFY_EVENTS (the damaged one is kept aside),
+    /// mark the inputs it names processed, restart the durable consumers just after them, print
+    /// a report and exit. Stop the notifier first.
+    #[arg(long)]
+    pub rebuild_log_from_jetstream: bool,
     /// gRPC bearer tokens with roles (TOML). Without it every call is allowed.
     #[arg(long, env = "TOKENS_FILE")]
     pub tokens_file: Option<PathBuf>,
@@ -54,6 +59,7 @@ impl Config {
             http_addr: ([127, 0, 0, 1], 0).into(),
             routes_file: None,
             duplicate_window_secs: 120,
+            rebuild_log_from_jetstream: false,
             tokens_file: None,
             nats_auth: incident_bus::NatsAuth::default(),
             tls: incident_runtime::tls::TlsArgs::default(),

@@ -8,7 +8,8 @@
 //! Modules: [`routes`] (the routes file), [`input`] (decoding what is consumed), [`decide`]
 //! (every decision, pure), [`events`] and [`state`] (the log's events and their fold),
 //! [`engine`] (the single writer and its timers), [`channels`] and [`message`] (delivery),
-//! [`grpc`], [`http`], [`error`], [`config`].
+//! [`grpc`], [`http`], [`error`], [`config`]; [`rebuild`] writes a new log from the streams when
+//! the one on disk is damaged (`--rebuild-log-from-jetstream`).
 
 pub mod channels;
 pub mod clock;
@@ -22,6 +23,7 @@ pub mod http;
 pub mod input;
 pub mod message;
 pub mod metrics;
+pub mod rebuild;
 pub mod routes;
 pub mod state;
 pub mod timers;
@@ -47,6 +49,17 @@ use routes::Routes;
 pub const RELAY_CURSOR: &str = "relay.NOTIFY_EVENTS";
 /// The durable consumer name on `INCIDENT_EVENTS` and on `SLA_EVENTS`.
 pub const DURABLE: &str = "incident-notifier";
+/// The streams the notifier consumes (each with the durable [`DURABLE`]).
+pub const INPUT_STREAMS: [&str; 2] = [streams::INCIDENT_EVENTS.name, streams::SLA_EVENTS.name];
+
+/// The durable consumer the notifier reads `stream` with; the rebuild repositions the same one.
+pub fn consumer_spec(stream: &str) -> ConsumerSpec {
+    let mut spec = ConsumerSpec::new(stream, DURABLE);
+    // inputs are submitted to the engine in stream order before any wait, and the engine
+    // records what queued up in one batch: one fsync for a group of messages
+    spec.concurrency = 256;
+    spec
+}
 
 #[derive(Debug, Clone, Copy)]
 enum Source {
@@ -81,13 +94,9 @@ fn consume(
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    let mut spec = ConsumerSpec::new(stream, DURABLE);
-    // inputs are submitted to the engine in stream order before any wait, and the engine
-    // records what queued up in one batch: one fsync for a group of messages
-    spec.concurrency = 256;
     tokio::spawn(incident_bus::consumer::run(
         js,
-        spec,
+        consumer_spec(stream),
         move |d: Delivery| {
             let handle = handle.clone();
             let metrics = metrics.clone();

@@ -1,6 +1,7 @@
 //! `incident-notifier`: parses its configuration and routes file (refusing to start on a bad
 //! one), binds its listeners, announces them on standard output as one JSON line, and runs until
-//! SIGTERM or Ctrl-C.
+//! SIGTERM or Ctrl-C. With `--rebuild-log-from-jetstream` it writes a new log from JetStream
+//! instead, prints a one-line JSON report and exits.
 
 use clap::Parser;
 use incident_notifier::Config;
@@ -9,6 +10,18 @@ use incident_notifier::Config;
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     incident_runtime::init_tracing(&config.log_format);
+    if config.rebuild_log_from_jetstream {
+        match incident_notifier::rebuild::rebuild_from_jetstream(&config).await {
+            Ok(report) => {
+                println!("{}", report.to_json());
+                return Ok(());
+            }
+            Err(e) => {
+                eprintln!("incident-notifier: rebuilding the log from JetStream failed: {e:#}");
+                std::process::exit(1);
+            }
+        }
+    }
     let routes = match config.load_routes() {
         Ok(r) => r,
         Err(e) => {

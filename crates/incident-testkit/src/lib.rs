@@ -4,6 +4,7 @@
 
 pub mod smtp;
 pub mod stream;
+pub mod webhook;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
