@@ -1,6 +1,7 @@
-//! What every `--rebuild-log-from-jetstream` shares: setting a damaged log aside, connecting
-//! once, reading a stream from its first message to the last one stored when the read began
-//! (with stream sequences), and restarting a durable consumer just after a given sequence.
+//! What every `--rebuild-log-from-jetstream` shares: writing the new log beside the damaged one
+//! and swapping them only once it is complete ([`Staging`]), connecting once, reading a stream
+//! from its first message to the last one stored when the read began (with stream sequences),
+//! and restarting a durable consumer just after a given sequence.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -79,6 +80,82 @@ pub fn set_aside(log_dir: &Path) -> Result<Option<SetAside>, RebuildError> {
         path: aside,
         readable_records,
     }))
+}
+
+/// The new log, written at `<log_dir>.rebuilding` while the damaged one stays in place (so the
+/// service keeps refusing to start and a failed rebuild can simply be run again). Dropped
+/// without [`Staging::commit`], the incomplete copy is removed.
+#[derive(Debug)]
+pub struct Staging {
+    log_dir: PathBuf,
+    path: PathBuf,
+    committed: bool,
+}
+
+impl Staging {
+    /// Refuses while a running service holds `log_dir`, or while another rebuild's copy exists.
+    pub fn begin(log_dir: &Path) -> Result<Self, RebuildError> {
+        if log_dir.exists() {
+            if let Err(e) = incident_eventlog::open_db(log_dir) {
+                // a log too damaged to open is what a rebuild is for; a held lock is not
+                if e.to_string().contains("could not acquire lock") {
+                    return Err(RebuildError::Io(format!(
+                        "{} is in use: stop the service before rebuilding its log",
+                        log_dir.display()
+                    )));
+                }
+            }
+        }
+        let name = log_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "log".into());
+        let path = log_dir.with_file_name(format!("{name}.rebuilding"));
+        if path.exists() {
+            return Err(RebuildError::Io(format!(
+                "{} exists: another rebuild is running, or one was interrupted (then it is an \
+                 incomplete copy: remove it and run the rebuild again)",
+                path.display()
+            )));
+        }
+        if let Some(parent) = log_dir.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| RebuildError::Io(format!("creating {}: {e}", parent.display())))?;
+        }
+        Ok(Self {
+            log_dir: log_dir.to_owned(),
+            path,
+            committed: false,
+        })
+    }
+
+    /// Where the new log is written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Moves the damaged log aside (kept, never deleted) and the new one into its place. The
+    /// new log must be closed (every handle dropped) first.
+    pub fn commit(mut self) -> Result<Option<SetAside>, RebuildError> {
+        let aside = set_aside(&self.log_dir)?;
+        std::fs::rename(&self.path, &self.log_dir).map_err(|e| {
+            RebuildError::Io(format!(
+                "moving the rebuilt log {} to {}: {e}",
+                self.path.display(),
+                self.log_dir.display()
+            ))
+        })?;
+        self.committed = true;
+        Ok(aside)
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
 }
 
 /// One connection for the rebuild (no retry loop: a rebuild without NATS fails at once).
@@ -174,6 +251,45 @@ where
             return Ok(read);
         }
     }
+}
+
+/// The stream sequence up to which `durable` on `stream` has acknowledged everything (None
+/// when there is no such consumer).
+pub async fn ack_floor(
+    js: &jetstream::Context,
+    stream: &str,
+    durable: &str,
+) -> Result<Option<u64>, RebuildError> {
+    let err = |reason: String| RebuildError::Consumer {
+        stream: stream.to_owned(),
+        durable: durable.to_owned(),
+        reason,
+    };
+    let handle = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let info = match handle.consumer_info(durable).await {
+        Ok(info) => info,
+        Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(err(e.to_string())),
+    };
+    if info.ack_floor.consumer_sequence > 0 {
+        return Ok(Some(info.ack_floor.stream_sequence));
+    }
+    // nothing acknowledged since it was created: the server reports a floor of 0 even for a
+    // consumer that starts further on (as one a rebuild created does)
+    Ok(Some(match info.config.deliver_policy {
+        DeliverPolicy::ByStartSequence { start_sequence } => start_sequence.saturating_sub(1),
+        _ => 0,
+    }))
+}
+
+/// Where a consumer restarts: just after the last input the new log holds, or earlier when the
+/// old durable had not acknowledged everything up to there (it is never moved forward; what is
+/// delivered again and already in the log is skipped by its processed id).
+pub fn restart_point(last_written: u64, ack_floor: Option<u64>) -> u64 {
+    ack_floor.map_or(last_written, |floor| floor.min(last_written))
 }
 
 /// Deletes the durable consumer of `spec` (if any) and creates it again so that its first

@@ -1,7 +1,8 @@
 //! Rebuilding intake's local log from `INCIDENT_EVENTS`, for when the log on disk is damaged
-//! (sled lost its tail, a disk error, a tampered record). The damaged log is kept aside, a new
-//! log is written with every event of the stream in stream order (same event ids, same bytes),
-//! and the relay cursor is set to the end, since all of it is on the stream already.
+//! (sled lost its tail, a disk error, a tampered record). A new log is written beside the
+//! damaged one with every event of the stream in stream order (same event ids, same bytes), the
+//! relay cursor is set to the end, since all of it is on the stream already, and only then is
+//! the damaged log moved aside (kept) and the new one put in its place.
 //!
 //! What the stream never received (commands answered while NATS was down and not yet relayed
 //! when the log broke) cannot come back from it; the report says how many records the damaged
@@ -28,10 +29,9 @@ pub struct RebuildReport {
 /// Moves `DATA_DIR/log` aside and writes a new one from the stream.
 pub async fn rebuild_from_jetstream(config: &Config) -> anyhow::Result<RebuildReport> {
     let log_dir = config.data_dir.join("log");
-    let aside = from_stream::set_aside(&log_dir)?;
-    std::fs::create_dir_all(&config.data_dir)?;
+    let staging = from_stream::Staging::begin(&log_dir)?;
     let js = from_stream::connect_once(&config.nats_url, &config.nats_auth).await?;
-    let log = EventLog::open(&log_dir)?;
+    let log = EventLog::open(staging.path())?;
     let mut batch = Vec::new();
     let mut written = 0u64;
     from_stream::read_all(&js, streams::INCIDENT_EVENTS.name, |msg| {
@@ -59,6 +59,9 @@ pub async fn rebuild_from_jetstream(config: &Config) -> anyhow::Result<RebuildRe
     log.set_cursor(RELAY_CURSOR, head)?;
     log.flush()?;
     let state = crate::rebuild(&log)?;
+    drop(log);
+    // the damaged log stays in place (intake keeps refusing to start) until the new one is whole
+    let aside = staging.commit()?;
     Ok(RebuildReport {
         events: written,
         incidents: state.len(),

@@ -43,8 +43,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use async_nats::jetstream;
-use async_nats::jetstream::consumer::DeliverPolicy;
-use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use incident_bus::rebuild::{self as from_stream, StoredMessage};
 use incident_bus::streams;
 use incident_domain::Envelope;
@@ -146,11 +144,7 @@ pub fn named_input(ev: &NotifierEvent) -> Option<&str> {
         .filter(|id| !id.is_empty())
 }
 
-/// Where a consumer restarts: just after the last named input, or earlier when the old durable
-/// had not acknowledged everything up to there (it is never moved forward).
-pub fn restart_point(last_named: u64, ack_floor: Option<u64>) -> u64 {
-    ack_floor.map_or(last_named, |floor| floor.min(last_named))
-}
+pub use incident_bus::rebuild::restart_point;
 
 /// Writes `NOTIFY_EVENTS` into a log, recording the inputs its events name as processed.
 struct Writer<'a> {
@@ -205,43 +199,6 @@ impl Writer<'_> {
     }
 }
 
-/// Refuses to touch a log a running notifier holds open.
-fn refuse_if_in_use(log_dir: &Path) -> anyhow::Result<()> {
-    if !log_dir.exists() {
-        return Ok(());
-    }
-    match incident_eventlog::open_db(log_dir) {
-        Err(e) if e.to_string().contains("could not acquire lock") => bail!(
-            "{} is in use: stop incident-notifier before rebuilding its log",
-            log_dir.display()
-        ),
-        // a log too damaged to open is what a rebuild is for
-        _ => Ok(()),
-    }
-}
-
-/// The stream sequence up to which `durable` on `stream` has acknowledged everything (None when
-/// there is no such consumer).
-async fn ack_floor(
-    stream: &jetstream::stream::Stream,
-    durable: &str,
-) -> anyhow::Result<Option<u64>> {
-    let info = match stream.consumer_info(durable).await {
-        Ok(info) => info,
-        Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => return Ok(None),
-        Err(e) => bail!("reading consumer {durable}: {e}"),
-    };
-    if info.ack_floor.consumer_sequence > 0 {
-        return Ok(Some(info.ack_floor.stream_sequence));
-    }
-    // nothing acknowledged since it was created: the server reports a floor of 0 even for a
-    // consumer that starts further on (as one a rebuild created does)
-    Ok(Some(match info.config.deliver_policy {
-        DeliverPolicy::ByStartSequence { start_sequence } => start_sequence.saturating_sub(1),
-        _ => 0,
-    }))
-}
-
 /// Finds the last input each stream holds of `processed` and restarts the durable after it.
 async fn reposition_consumers(
     js: &jetstream::Context,
@@ -249,8 +206,8 @@ async fn reposition_consumers(
 ) -> anyhow::Result<Vec<ConsumerRestart>> {
     let mut out = Vec::new();
     for name in INPUT_STREAMS {
-        let stream = match js.get_stream(name).await {
-            Ok(s) => s,
+        match js.get_stream(name).await {
+            Ok(_) => {}
             Err(e) if e.to_string().contains("stream not found") => {
                 // nothing was ever consumed from it; the notifier creates both on start
                 out.push(ConsumerRestart {
@@ -276,7 +233,7 @@ async fn reposition_consumers(
             Ok(())
         })
         .await?;
-        let floor = ack_floor(&stream, DURABLE).await?;
+        let floor = from_stream::ack_floor(js, name, DURABLE).await?;
         let restart_after = restart_point(last_named, floor);
         from_stream::restart_consumer_after(js, &consumer_spec(name), restart_after).await?;
         out.push(ConsumerRestart {
@@ -332,42 +289,13 @@ async fn build(js: &jetstream::Context, dir: &Path) -> anyhow::Result<Built> {
 /// damaged `DATA_DIR/log` aside and the new one into its place.
 pub async fn rebuild_from_jetstream(config: &Config) -> anyhow::Result<RebuildReport> {
     let log_dir = config.data_dir.join("log");
-    refuse_if_in_use(&log_dir)?;
+    let staging = from_stream::Staging::begin(&log_dir)?;
     let js = from_stream::connect_once(&config.nats_url, &config.nats_auth).await?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let staging = config.data_dir.join("log.rebuilding");
-    if staging.exists() {
-        bail!(
-            "{} exists: another rebuild is running, or one was interrupted (then it is an \
-             incomplete copy: remove it and run the rebuild again)",
-            staging.display()
-        );
-    }
-    let built = match build(&js, &staging).await {
-        Ok(b) => b,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e);
-        }
-    };
+    let built = build(&js, staging.path()).await?;
     // while the damaged log is still in place the notifier keeps refusing to start, so a
     // failure here leaves nothing half done that a second run does not redo
-    let consumers = match reposition_consumers(&js, &built.processed).await {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e);
-        }
-    };
-    let aside = from_stream::set_aside(&log_dir)?;
-    std::fs::rename(&staging, &log_dir).with_context(|| {
-        format!(
-            "moving the rebuilt log {} to {}",
-            staging.display(),
-            log_dir.display()
-        )
-    })?;
+    let consumers = reposition_consumers(&js, &built.processed).await?;
+    let aside = staging.commit()?;
 
     let log = EventLog::open(&log_dir)?;
     if log.head().seq != built.head || log.cursor(RELAY_CURSOR)? != built.head {

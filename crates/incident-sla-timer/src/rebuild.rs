@@ -8,6 +8,9 @@
 //! durable consumer is restarted just after that input, so they are consumed again and derive
 //! what they derived before (an input's effect depends only on the state and the input).
 //!
+//! The new log is written beside the damaged one; the damaged log is moved aside (kept) only
+//! once the new one is whole and the consumer restarted, so a failed rebuild can be run again.
+//!
 //! What SLA_EVENTS never received (events recorded but not yet relayed when the log broke) is
 //! worked out again where it can be: a timer that fired but never reached the stream fires again.
 
@@ -51,8 +54,7 @@ struct Input {
 /// the durable consumer after the last input written.
 pub async fn rebuild_from_jetstream(config: &Config) -> anyhow::Result<RebuildReport> {
     let log_dir = config.data_dir.join("log");
-    let aside = from_stream::set_aside(&log_dir)?;
-    std::fs::create_dir_all(&config.data_dir)?;
+    let staging = from_stream::Staging::begin(&log_dir)?;
     let js = from_stream::connect_once(&config.nats_url, &config.nats_auth).await?;
 
     // the SLA timer's own events, in order, with the input each follows
@@ -67,7 +69,7 @@ pub async fn rebuild_from_jetstream(config: &Config) -> anyhow::Result<RebuildRe
     .await?;
     let named: HashSet<String> = own.iter().filter_map(|(_, a)| a.clone()).collect();
 
-    let log = EventLog::open(&log_dir)?;
+    let log = EventLog::open(staging.path())?;
     let mut report = RebuildReport {
         inputs: 0,
         sla_events: 0,
@@ -75,8 +77,8 @@ pub async fn rebuild_from_jetstream(config: &Config) -> anyhow::Result<RebuildRe
         incidents: 0,
         breaches: 0,
         consumer_resumes_after: 0,
-        damaged_log_kept_at: aside.as_ref().map(|a| a.path.clone()),
-        damaged_log_records: aside.as_ref().and_then(|a| a.readable_records),
+        damaged_log_kept_at: None,
+        damaged_log_records: None,
     };
     // inputs read but not yet written: written once an SLA event names one of them or a later one
     let mut pending: Vec<Input> = Vec::new();
@@ -140,15 +142,22 @@ pub async fn rebuild_from_jetstream(config: &Config) -> anyhow::Result<RebuildRe
     log.set_cursor(RELAY_CURSOR, head)?;
     log.flush()?;
 
-    from_stream::restart_consumer_after(
-        &js,
-        &crate::consumer_spec(),
-        report.consumer_resumes_after,
-    )
-    .await?;
     let (engine, _) = crate::rebuild(&log).context("reading the rebuilt log")?;
     report.incidents = engine.incidents().count();
     report.breaches = engine.breaches().len();
+    drop(log);
+
+    // inputs after the last one written are delivered again; so is anything the old durable
+    // had not acknowledged yet (what the new log holds of it is skipped by its processed id)
+    let spec = crate::consumer_spec();
+    let floor = from_stream::ack_floor(&js, &spec.stream, &spec.durable).await?;
+    report.consumer_resumes_after =
+        from_stream::restart_point(report.consumer_resumes_after, floor);
+    from_stream::restart_consumer_after(&js, &spec, report.consumer_resumes_after).await?;
+    // the damaged log stays in place (incident-sla keeps refusing to start) until now
+    let aside = staging.commit()?;
+    report.damaged_log_kept_at = aside.as_ref().map(|a| a.path.clone());
+    report.damaged_log_records = aside.and_then(|a| a.readable_records);
     Ok(report)
 }
 
