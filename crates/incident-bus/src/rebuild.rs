@@ -95,16 +95,15 @@ pub struct Staging {
 impl Staging {
     /// Refuses while a running service holds `log_dir`, or while another rebuild's copy exists.
     pub fn begin(log_dir: &Path) -> Result<Self, RebuildError> {
-        if log_dir.exists() {
-            if let Err(e) = incident_eventlog::open_db(log_dir) {
-                // a log too damaged to open is what a rebuild is for; a held lock is not
-                if e.to_string().contains("could not acquire lock") {
-                    return Err(RebuildError::Io(format!(
-                        "{} is in use: stop the service before rebuilding its log",
-                        log_dir.display()
-                    )));
-                }
-            }
+        // a log too damaged to open is what a rebuild is for; a held lock is not
+        if log_dir.exists()
+            && let Err(e) = incident_eventlog::open_db(log_dir)
+            && e.to_string().contains("could not acquire lock")
+        {
+            return Err(RebuildError::Io(format!(
+                "{} is in use: stop the service before rebuilding its log",
+                log_dir.display()
+            )));
         }
         let name = log_dir
             .file_name()
