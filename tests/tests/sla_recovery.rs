@@ -110,8 +110,14 @@ async fn a_deadline_passed_while_down_fires_late_unless_the_clock_was_stopped_me
     let opened_at = Instant::now();
     let answered = open(&url, "answered while the SLA timer is down", "high");
     let forgotten = open(&url, "nobody answers", "high");
-    wait_show(&sla.grpc_url(), &forgotten, Duration::from_secs(10), |_| true).await;
-    wait_show(&sla.grpc_url(), &answered, Duration::from_secs(10), |_| true).await;
+    wait_show(&sla.grpc_url(), &forgotten, Duration::from_secs(10), |_| {
+        true
+    })
+    .await;
+    wait_show(&sla.grpc_url(), &answered, Duration::from_secs(10), |_| {
+        true
+    })
+    .await;
     sla.kill9();
     // acknowledged before its 2 s response deadline, while nobody counts
     ctl_ok(&url, &["ack", &answered]);
@@ -342,7 +348,10 @@ async fn a_damaged_sla_log_is_rebuilt_from_the_streams() {
     assert_eq!(report["rebuilt"]["unplaced"], 0, "{report}");
 
     let sla = start_sla(&nats, &data, &policy);
-    let show = wait_show(&sla.grpc_url(), &breached, Duration::from_secs(10), |_| true).await;
+    let show = wait_show(&sla.grpc_url(), &breached, Duration::from_secs(10), |_| {
+        true
+    })
+    .await;
     assert_eq!(clock_state(&show, "response"), "breached", "{show}");
     assert_eq!(clock_state(&show, "resolution"), "breached", "{show}");
     assert_eq!(show["escalations"], serde_json::json!([1]), "{show}");
@@ -361,7 +370,11 @@ async fn a_damaged_sla_log_is_rebuilt_from_the_streams() {
     assert_eq!(after, before, "nothing of `breached` was published twice");
     let answered_types = sla_types(&nats, &answered).await;
     assert_eq!(answered_types.get("sla.started.v1"), Some(&1));
-    assert_eq!(answered_types.get("sla.met.v1"), Some(&2), "{answered_types:?}");
+    assert_eq!(
+        answered_types.get("sla.met.v1"),
+        Some(&2),
+        "{answered_types:?}"
+    );
     let running_types = sla_types(&nats, &running).await;
     assert_eq!(running_types.get("sla.started.v1"), Some(&1));
     assert_eq!(
