@@ -10,7 +10,10 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use bytes::Bytes;
+use std::future::Future as _;
+
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::sync::watch;
 
 use crate::relay::backoff;
@@ -26,10 +29,9 @@ pub struct ConsumerSpec {
     pub ack_wait: Duration,
     /// Redelivery delays (JetStream `backoff`); its length must stay below `max_deliver`.
     pub backoff: Vec<Duration>,
-    /// How many messages already delivered to this process are handled together (1: one at a
-    /// time). Handlers of a group are started in stream order, so a handler that submits to an
-    /// ordered queue before its first wait keeps the order; each message is acked on its own
-    /// outcome.
+    /// How many messages may be in flight in this process at once (1: one at a time). Handlers
+    /// are started in stream order, so a handler that submits to an ordered queue before its
+    /// first wait keeps the order; each message is acked on its own outcome.
     pub concurrency: usize,
 }
 
@@ -89,8 +91,10 @@ pub enum Handled {
     Reject(String),
 }
 
-/// Consumes until `shutdown` turns true. The handler is called in stream order, for up to
-/// `spec.concurrency` messages at a time.
+/// Consumes until `shutdown` turns true. Up to `spec.concurrency` messages are in flight at
+/// once: each handler is started (polled for the first time) as its message arrives, in stream
+/// order, and acked on its own outcome, so a handler that submits to an ordered queue on its
+/// first poll keeps the stream order while earlier messages still wait for their effect.
 pub async fn run<H, Fut>(
     js: jetstream::Context,
     spec: ConsumerSpec,
@@ -100,6 +104,8 @@ pub async fn run<H, Fut>(
     H: Fn(Delivery) -> Fut,
     Fut: std::future::Future<Output = Handled>,
 {
+    let window = spec.concurrency.max(1);
+    let mut in_flight = FuturesUnordered::new();
     let mut failures = 0u32;
     while !*shutdown.borrow() {
         let messages = match open(&js, &spec).await {
@@ -118,8 +124,10 @@ pub async fn run<H, Fut>(
         tokio::pin!(messages);
         loop {
             let next = tokio::select! {
-                m = messages.next() => m,
-                _ = shutdown.changed() => return,
+                biased;
+                _ = shutdown.changed() => break,
+                Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
+                m = messages.next(), if in_flight.len() < window => m,
             };
             let msg = match next {
                 Some(Ok(m)) => m,
@@ -129,31 +137,17 @@ pub async fn run<H, Fut>(
                 }
                 None => break,
             };
-            // take what has already arrived, up to the concurrency, without waiting
-            let mut group = vec![msg];
-            let mut reopen = false;
-            while group.len() < spec.concurrency.max(1) {
-                match futures::FutureExt::now_or_never(messages.next()) {
-                    Some(Some(Ok(m))) => group.push(m),
-                    Some(Some(Err(e))) => {
-                        tracing::warn!(durable = %spec.durable, error = %e, "consumer stream error; reopening");
-                        reopen = true;
-                        break;
-                    }
-                    Some(None) => {
-                        reopen = true;
-                        break;
-                    }
-                    None => break,
-                }
-            }
-            futures::future::join_all(group.iter().map(|m| handle_one(&js, &spec, m, &handler)))
-                .await;
-            if reopen {
-                break;
+            let mut handling = Box::pin(handle_one(&js, &spec, msg, &handler));
+            // the first poll happens here, in stream order; the rest in the window
+            let waker = futures::task::noop_waker_ref();
+            let mut cx = std::task::Context::from_waker(waker);
+            if handling.as_mut().poll(&mut cx).is_pending() {
+                in_flight.push(handling);
             }
         }
     }
+    // what is in flight finishes (or is redelivered later if it cannot within the grace)
+    let _ = tokio::time::timeout(Duration::from_secs(10), in_flight.for_each(|()| async {})).await;
 }
 
 async fn open(
@@ -166,7 +160,7 @@ async fn open(
         .await?;
     Ok(consumer
         .stream()
-        .max_messages_per_batch(256)
+        .max_messages_per_batch(spec.concurrency.clamp(1, 1024))
         .heartbeat(Duration::from_secs(5))
         .expires(Duration::from_secs(30))
         .messages()
@@ -184,7 +178,7 @@ pub fn delivery_id(stream: &str, headers: Option<&HeaderMap>, stream_sequence: u
 async fn handle_one<H, Fut>(
     js: &jetstream::Context,
     spec: &ConsumerSpec,
-    msg: &jetstream::Message,
+    msg: jetstream::Message,
     handler: &H,
 ) where
     H: Fn(Delivery) -> Fut,
@@ -216,9 +210,9 @@ async fn handle_one<H, Fut>(
         }
         Handled::Retry(reason) => {
             let reason = format!("gave up after {delivered} deliveries: {reason}");
-            dead_letter_then_term(js, spec, msg, &delivery, &reason).await
+            dead_letter_then_term(js, spec, &msg, &delivery, &reason).await
         }
-        Handled::Reject(reason) => dead_letter_then_term(js, spec, msg, &delivery, &reason).await,
+        Handled::Reject(reason) => dead_letter_then_term(js, spec, &msg, &delivery, &reason).await,
     };
     if let Err(e) = result {
         tracing::warn!(id = %delivery.id, error = %e, "could not ack; it will be redelivered");

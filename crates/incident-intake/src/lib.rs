@@ -177,9 +177,9 @@ pub async fn run(
             stream_ready.store(true, Ordering::SeqCst);
             let relay = tokio::spawn(relay.run(stop.clone()));
             let mut spec = ConsumerSpec::new(streams::INCIDENT_INTAKE.name, NATS_INTAKE_DURABLE);
-            // the handlers submit to the processor in stream order before they wait, so a
-            // group keeps its order and shares one group commit
-            spec.concurrency = 256;
+            // each handler submits to the processor on its first poll, in stream order, so the
+            // order holds while up to a batch of messages waits for one group commit
+            spec.concurrency = processor::MAX_BATCH;
             consumer::run(
                 js,
                 spec,
