@@ -241,6 +241,23 @@ async fn nats_intake_subject_opens_and_dead_letters() {
         .unwrap()
         .await
         .unwrap();
+    // bytes that are not UTF-8, and a message near the server's payload limit
+    let mut not_utf8 = b"{\"title\": \"".to_vec();
+    not_utf8.extend_from_slice(&[0xff, 0xfe, 0xc3, 0x28]);
+    not_utf8
+        .extend_from_slice(b"\", \"service\": \"s\", \"impact\": \"low\", \"urgency\": \"low\"}");
+    js.publish("incident.v1.intake", not_utf8.clone().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let huge =
+        json!({"title": "t".repeat(900 * 1024), "service": "s", "impact": "low", "urgency": "low"});
+    js.publish("incident.v1.intake", huge.to_string().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 
     let mut found = Vec::new();
     for _ in 0..100 {
@@ -259,17 +276,17 @@ async fn nats_intake_subject_opens_and_dead_letters() {
     let mut letters = Vec::new();
     for _ in 0..100 {
         letters.clear();
-        for seq in 1..=2 {
+        for seq in 1..=4 {
             if let Ok(m) = dead.get_raw_message(seq).await {
                 letters.push(m);
             }
         }
-        if letters.len() == 2 {
+        if letters.len() == 4 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(letters.len(), 2);
+    assert_eq!(letters.len(), 4);
     assert_eq!(&letters[0].payload[..], b"this is not JSON");
     let reason = letters[0]
         .headers
@@ -285,6 +302,22 @@ async fn nats_intake_subject_opens_and_dead_letters() {
         .as_str()
         .to_owned();
     assert!(reason.contains("huge"), "{reason}");
+    assert_eq!(&letters[2].payload[..], &not_utf8[..], "kept byte for byte");
+    let reason = letters[2]
+        .headers
+        .get("Incident-Deadletter-Reason")
+        .unwrap()
+        .as_str()
+        .to_owned();
+    assert!(reason.contains("not a valid intake message"), "{reason}");
+    assert_eq!(letters[3].payload.len(), huge.to_string().len());
+    let reason = letters[3]
+        .headers
+        .get("Incident-Deadletter-Reason")
+        .unwrap()
+        .as_str()
+        .to_owned();
+    assert!(reason.contains("title"), "{reason}");
 
     // an open and its resolve published back to back are handled in order, in one batch
     for i in 0..50 {
