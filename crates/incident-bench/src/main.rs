@@ -44,6 +44,9 @@ struct Args {
     /// Only the JSON object (still on the last line).
     #[arg(long)]
     json: bool,
+    /// Runs one part only (`timers`), to iterate on it; the other figures are left out.
+    #[arg(long, hide = true)]
+    only: Option<String>,
 }
 
 struct Sizes {
@@ -518,6 +521,15 @@ async fn main() -> anyhow::Result<()> {
         "quick": args.quick,
     });
     let mut out = json!({"machine": machine});
+    match args.only.as_deref() {
+        None => {}
+        Some("timers") => {
+            timer_figures(&args, &sizes, &mut out).await?;
+            println!("{out}");
+            return Ok(());
+        }
+        Some(other) => anyhow::bail!("--only {other}: the only part that runs alone is `timers`"),
+    }
 
     let nats = NatsServer::start();
     let dir = tempfile::tempdir()?;
@@ -600,8 +612,16 @@ async fn main() -> anyhow::Result<()> {
     out["rebuild_per_s"] = json!(fold.round());
     out["rebuild_ratio"] = json!(fold / raw);
 
+    timer_figures(&args, &sizes, &mut out).await?;
+
+    println!("{out}");
+    Ok(())
+}
+
+/// The timer figures (`timer_late_*`, `clocks_*`) into `out`.
+async fn timer_figures(args: &Args, sizes: &Sizes, out: &mut Value) -> anyhow::Result<()> {
     log(
-        &args,
+        args,
         format!(
             "timers: {} running clocks, {} breaches",
             sizes.clocks, sizes.breaches
@@ -614,7 +634,5 @@ async fn main() -> anyhow::Result<()> {
     out["clocks_rss_mib"] = json!((rss * 10.0).round() / 10.0);
     out["clocks_1m_rss_mib"] = json!((rss * 1_000_000.0 / sizes.clocks as f64).round());
     out["clocks_1m_rss_scaled"] = json!(sizes.clocks != 1_000_000);
-
-    println!("{out}");
     Ok(())
 }

@@ -2,8 +2,15 @@
 //! memory and rebuilt from the SLA log. It turns an incident event into clock inputs and the SLA
 //! events they cause, and fires due timers into warnings, breaches and escalations. No I/O: the
 //! service persists what it returns before acting on it.
+//!
+//! Memory is per open incident, so it is kept small: the incident id is allocated once and
+//! shared by the map and the timer set (`IdKey`), each incident's state is boxed (the map's
+//! empty slots then cost a pointer, not a whole [`Tracked`]), its next due instant lives in it,
+//! and service and group names are interned (one copy per distinct name).
 
-use std::collections::{BTreeSet, HashMap};
+use std::borrow::Borrow;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use incident_domain::{Envelope, EventKind, IncidentEvent, stored};
 use incident_sla::incident_events::inputs_of;
@@ -18,6 +25,20 @@ use crate::events::{self, *};
 pub struct Tracked {
     pub clocks: IncidentClocks,
     pub escalations: Vec<u32>,
+    /// The instant this incident is in the timer set under, if it is.
+    scheduled: Option<Timestamp>,
+}
+
+/// An incident id, allocated once and shared by the incident map and the timer set. Compares,
+/// orders and hashes as the id string, so the timer set keeps its (instant, id) order and the
+/// map is looked up by `&str`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct IdKey(Arc<String>);
+
+impl Borrow<str> for IdKey {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -48,11 +69,13 @@ pub enum EngineError {
 pub struct Engine {
     policies: HashMap<String, PolicySet>,
     active: Option<String>,
-    incidents: HashMap<String, Tracked>,
+    incidents: HashMap<IdKey, Box<Tracked>>,
     breaches: Vec<BreachRecord>,
-    /// (next due instant, incident id) for every incident with a running timer.
-    timers: BTreeSet<(Timestamp, String)>,
-    next_due: HashMap<String, Timestamp>,
+    /// (next due instant, incident id) for every incident with a running timer; the instant is
+    /// also in the incident's [`Tracked`], to find its entry again.
+    timers: BTreeSet<(Timestamp, IdKey)>,
+    /// Service and group names, one copy each, shared by the incidents' clocks.
+    names: HashSet<Arc<str>>,
 }
 
 /// What an input led to: the events to record (in order) and the state to restore if recording
@@ -64,7 +87,7 @@ pub struct Derived {
 
 pub struct Undo {
     incident_id: String,
-    before: Option<Tracked>,
+    before: Option<Box<Tracked>>,
     breaches_len: usize,
 }
 
@@ -100,11 +123,11 @@ impl Engine {
     }
 
     pub fn get(&self, incident_id: &str) -> Option<&Tracked> {
-        self.incidents.get(incident_id)
+        self.incidents.get(incident_id).map(|t| &**t)
     }
 
     pub fn incidents(&self) -> impl Iterator<Item = (&String, &Tracked)> {
-        self.incidents.iter()
+        self.incidents.iter().map(|(id, t)| (&*id.0, &**t))
     }
 
     pub fn breaches(&self) -> &[BreachRecord] {
@@ -120,13 +143,37 @@ impl Engine {
         self.timers.first().map(|(t, _)| *t)
     }
 
+    /// Puts the incident's timer at its clocks' next due instant (or takes it out).
     fn reschedule(&mut self, id: &str) {
-        if let Some(old) = self.next_due.remove(id) {
-            self.timers.remove(&(old, id.to_owned()));
+        let Some((key, tracked)) = self.incidents.get_key_value(id) else {
+            return;
+        };
+        let next = tracked.clocks.next_due().map(|d| d.at);
+        if next == tracked.scheduled {
+            return;
         }
-        if let Some(next) = self.incidents.get(id).and_then(|t| t.clocks.next_due()) {
-            self.timers.insert((next.at, id.to_owned()));
-            self.next_due.insert(id.to_owned(), next.at);
+        let key = key.clone();
+        if let Some(old) = tracked.scheduled {
+            self.timers.remove(&(old, key.clone()));
+        }
+        if let Some(at) = next {
+            self.timers.insert((at, key));
+        }
+        if let Some(tracked) = self.incidents.get_mut(id) {
+            tracked.scheduled = next;
+        }
+    }
+
+    /// Takes the incident's timer out of the set.
+    fn unschedule(&mut self, id: &str) {
+        if let Some((key, tracked)) = self.incidents.get_key_value(id)
+            && let Some(old) = tracked.scheduled
+        {
+            let entry = (old, key.clone());
+            self.timers.remove(&entry);
+            if let Some(tracked) = self.incidents.get_mut(id) {
+                tracked.scheduled = None;
+            }
         }
     }
 
@@ -140,16 +187,36 @@ impl Engine {
 
     /// Puts an incident back as it was before the input whose events could not be recorded.
     pub fn undo(&mut self, undo: Undo) {
+        let id = undo.incident_id.as_str();
+        self.unschedule(id);
         match undo.before {
-            Some(t) => {
-                self.incidents.insert(undo.incident_id.clone(), t);
+            Some(mut t) => {
+                // not in the timer set (taken out above); rescheduled below
+                t.scheduled = None;
+                match self.incidents.get_mut(id) {
+                    Some(slot) => *slot = t,
+                    None => {
+                        self.incidents
+                            .insert(IdKey(Arc::new(undo.incident_id.clone())), t);
+                    }
+                }
             }
             None => {
-                self.incidents.remove(&undo.incident_id);
+                self.incidents.remove(id);
             }
         }
         self.breaches.truncate(undo.breaches_len);
-        self.reschedule(&undo.incident_id);
+        self.reschedule(id);
+    }
+
+    /// The one shared copy of a service or group name.
+    fn intern(names: &mut HashSet<Arc<str>>, name: &str) -> Arc<str> {
+        if let Some(shared) = names.get(name) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(name);
+        names.insert(shared.clone());
+        shared
     }
 
     /// Applies an incident event; returns the SLA events it causes.
@@ -172,19 +239,22 @@ impl Engine {
             ..
         } = &event.kind
         {
-            if self.incidents.contains_key(&id) {
+            if self.incidents.contains_key(id.as_str()) {
                 return Vec::new();
             }
-            let Some(set) = self.active_policy() else {
+            let Some(set) = self.active.as_ref().and_then(|h| self.policies.get(h)) else {
                 return Vec::new();
             };
-            let clocks = match IncidentClocks::start(set, event.at, *priority, service, group) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::info!(incident = %id, reason = %e, "no SLA policy applies");
-                    return Vec::new();
-                }
-            };
+            let service = Self::intern(&mut self.names, service);
+            let group = Self::intern(&mut self.names, group);
+            let clocks =
+                match IncidentClocks::start_shared(set, event.at, *priority, service, group) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::info!(incident = %id, reason = %e, "no SLA policy applies");
+                        return Vec::new();
+                    }
+                };
             let state = clocks.state_at(event.at);
             let started = envelope(
                 STARTED,
@@ -196,15 +266,16 @@ impl Engine {
                 ),
             );
             self.incidents.insert(
-                id,
-                Tracked {
+                IdKey(Arc::new(id)),
+                Box::new(Tracked {
                     clocks,
                     escalations: Vec::new(),
-                },
+                    scheduled: None,
+                }),
             );
             return vec![started];
         }
-        let Some(tracked) = self.incidents.get_mut(&id) else {
+        let Some(tracked) = self.incidents.get_mut(id.as_str()) else {
             return Vec::new();
         };
         // inputs must be in time order; an event stamped earlier than the last input (clock
@@ -312,7 +383,7 @@ impl Engine {
     /// Fires every timer due at or before `now`, one incident at a time. Each returned group of
     /// events belongs to one incident and must be recorded before the next call.
     pub fn fire_due(&mut self, now: Timestamp) -> Vec<(String, Derived)> {
-        let due_ids: Vec<String> = self
+        let due_ids: Vec<IdKey> = self
             .timers
             .iter()
             .take_while(|(t, _)| *t <= now)
@@ -320,11 +391,12 @@ impl Engine {
             .collect();
         let mut out = Vec::new();
         for id in due_ids {
-            let undo = self.undo_point(&id);
-            let events = self.fire_incident(&id, now);
-            self.reschedule(&id);
+            let id: &str = &id.0;
+            let undo = self.undo_point(id);
+            let events = self.fire_incident(id, now);
+            self.reschedule(id);
             if !events.is_empty() {
-                out.push((id, Derived { events, undo }));
+                out.push((id.to_owned(), Derived { events, undo }));
             }
         }
         out
@@ -384,7 +456,7 @@ impl Engine {
                 let (key, marked_at) = events::fired_of(env)
                     .ok_or_else(|| err("fired timer without its key".into()))?;
                 let id = env.subject.clone();
-                if let Some(tracked) = self.incidents.get_mut(&id) {
+                if let Some(tracked) = self.incidents.get_mut(id.as_str()) {
                     tracked
                         .clocks
                         .apply(ClockInput::TimerFired {

@@ -34,6 +34,7 @@ use crate::types::{ClockKind, Priority, ReopenMode, Status};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 /// Something that happened to the incident, with the instant it happened. Apply in time order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -334,24 +335,37 @@ pub struct Due {
     pub why: DueWhy,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A finished running stretch of a clock, measured on the calendar in force during it.
+#[derive(Debug, Clone, PartialEq)]
 struct Segment {
     from: Timestamp,
-    to: Option<Timestamp>,
-    calendar: String,
-    /// Business time of the segment once closed.
+    to: Timestamp,
+    calendar: Arc<str>,
+    /// Business time of the segment.
     elapsed: SignedDuration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "phase", rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
-    Running,
-    Paused { since: Timestamp },
-    Stopped { at: Timestamp },
+    /// Counting since `since`: the open segment, measured on the clock's current calendar.
+    Running {
+        since: Timestamp,
+    },
+    Paused {
+        since: Timestamp,
+    },
+    Stopped {
+        at: Timestamp,
+    },
 }
 
+/// One clock. Memory matters here (a service holds two per open incident): the open segment
+/// lives in [`Phase::Running`], the calendar name is shared with the policy, and what the clock
+/// has been through is out of line in [`ClockPast`], so a clock that has only ever run holds no
+/// allocation of its own. Serialises in the form it always had (a list of segments, the open
+/// one last), see [`ClockRepr`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "ClockRepr", try_from = "ClockRepr")]
 struct Clock {
     kind: ClockKind,
     cycle: u32,
@@ -359,12 +373,154 @@ struct Clock {
     target: Option<SignedDuration>,
     /// When the current target was set (a threshold cannot be due before it).
     target_since: Timestamp,
-    calendar: String,
-    segments: Vec<Segment>,
-    paused: Vec<PausedInterval>,
+    calendar: Arc<str>,
     phase: Phase,
     breached_at: Option<Timestamp>,
+    /// `None` until there is something to keep (never `Some` of an empty past).
+    past: Option<Box<ClockPast>>,
+}
+
+/// What a clock has been through: empty for a clock that has only run (most open incidents), so
+/// it is allocated on the first pause, stop or restart.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct ClockPast {
+    /// Closed segments of the current cycle, in order; the open one is in [`Phase::Running`].
+    closed: Vec<Segment>,
+    /// Pauses of the current cycle.
+    paused: Vec<PausedInterval>,
+    /// Earlier resolution cycles.
     previous: Vec<CycleSummary>,
+}
+
+impl ClockPast {
+    fn boxed(
+        closed: Vec<Segment>,
+        paused: Vec<PausedInterval>,
+        previous: Vec<CycleSummary>,
+    ) -> Option<Box<ClockPast>> {
+        let empty = closed.is_empty() && paused.is_empty() && previous.is_empty();
+        (!empty).then(|| {
+            Box::new(ClockPast {
+                closed,
+                paused,
+                previous,
+            })
+        })
+    }
+}
+
+/// The serialised form of a [`Clock`] (unchanged from when every segment was kept in a list).
+#[derive(Serialize, Deserialize)]
+struct ClockRepr {
+    kind: ClockKind,
+    cycle: u32,
+    cycle_started_at: Timestamp,
+    target: Option<SignedDuration>,
+    target_since: Timestamp,
+    calendar: String,
+    segments: Vec<SegmentRepr>,
+    paused: Vec<PausedInterval>,
+    phase: PhaseRepr,
+    breached_at: Option<Timestamp>,
+    previous: Vec<CycleSummary>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SegmentRepr {
+    from: Timestamp,
+    to: Option<Timestamp>,
+    calendar: String,
+    /// Business time of the segment once closed (zero while open).
+    elapsed: SignedDuration,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+enum PhaseRepr {
+    Running,
+    Paused { since: Timestamp },
+    Stopped { at: Timestamp },
+}
+
+impl From<Clock> for ClockRepr {
+    fn from(c: Clock) -> ClockRepr {
+        let past = c.past.map(|p| *p).unwrap_or_default();
+        let mut segments: Vec<SegmentRepr> = past
+            .closed
+            .iter()
+            .map(|s| SegmentRepr {
+                from: s.from,
+                to: Some(s.to),
+                calendar: s.calendar.to_string(),
+                elapsed: s.elapsed,
+            })
+            .collect();
+        let phase = match c.phase {
+            Phase::Running { since } => {
+                segments.push(SegmentRepr {
+                    from: since,
+                    to: None,
+                    calendar: c.calendar.to_string(),
+                    elapsed: SignedDuration::ZERO,
+                });
+                PhaseRepr::Running
+            }
+            Phase::Paused { since } => PhaseRepr::Paused { since },
+            Phase::Stopped { at } => PhaseRepr::Stopped { at },
+        };
+        ClockRepr {
+            kind: c.kind,
+            cycle: c.cycle,
+            cycle_started_at: c.cycle_started_at,
+            target: c.target,
+            target_since: c.target_since,
+            calendar: c.calendar.to_string(),
+            segments,
+            paused: past.paused,
+            phase,
+            breached_at: c.breached_at,
+            previous: past.previous,
+        }
+    }
+}
+
+impl TryFrom<ClockRepr> for Clock {
+    type Error = String;
+
+    fn try_from(r: ClockRepr) -> Result<Clock, String> {
+        let mut segments = r.segments;
+        let phase = match r.phase {
+            PhaseRepr::Running => match segments.pop() {
+                Some(SegmentRepr { from, to: None, .. }) => Phase::Running { since: from },
+                _ => return Err("a running clock ends with its open segment".into()),
+            },
+            PhaseRepr::Paused { since } => Phase::Paused { since },
+            PhaseRepr::Stopped { at } => Phase::Stopped { at },
+        };
+        let closed = segments
+            .into_iter()
+            .map(|s| match s.to {
+                Some(to) => Ok(Segment {
+                    from: s.from,
+                    to,
+                    calendar: Arc::from(s.calendar),
+                    elapsed: s.elapsed,
+                }),
+                None => Err("only the last segment of a running clock is open".to_string()),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Clock {
+            kind: r.kind,
+            cycle: r.cycle,
+            cycle_started_at: r.cycle_started_at,
+            target: r.target,
+            target_since: r.target_since,
+            calendar: Arc::from(r.calendar),
+            phase,
+            breached_at: r.breached_at,
+            past: ClockPast::boxed(closed, r.paused, r.previous),
+        })
+    }
 }
 
 impl Clock {
@@ -372,7 +528,7 @@ impl Clock {
         kind: ClockKind,
         at: Timestamp,
         target: Option<SignedDuration>,
-        calendar: &str,
+        calendar: Arc<str>,
     ) -> Clock {
         Clock {
             kind,
@@ -380,57 +536,67 @@ impl Clock {
             cycle_started_at: at,
             target,
             target_since: at,
-            calendar: calendar.to_string(),
-            segments: vec![Segment {
-                from: at,
-                to: None,
-                calendar: calendar.to_string(),
-                elapsed: SignedDuration::ZERO,
-            }],
-            paused: Vec::new(),
-            phase: Phase::Running,
+            calendar,
+            phase: Phase::Running { since: at },
             breached_at: None,
-            previous: Vec::new(),
+            past: None,
         }
+    }
+
+    fn closed(&self) -> &[Segment] {
+        self.past.as_deref().map_or(&[], |p| &p.closed)
+    }
+
+    fn paused(&self) -> &[PausedInterval] {
+        self.past.as_deref().map_or(&[], |p| &p.paused)
+    }
+
+    fn previous(&self) -> &[CycleSummary] {
+        self.past.as_deref().map_or(&[], |p| &p.previous)
+    }
+
+    /// The past, allocated if this is the first thing to keep; push to it right away.
+    fn past_mut(&mut self) -> &mut ClockPast {
+        self.past.get_or_insert_default()
     }
 
     fn is_stopped(&self) -> bool {
         matches!(self.phase, Phase::Stopped { .. })
     }
 
-    fn open_segment(&mut self, at: Timestamp) {
-        self.segments.push(Segment {
-            from: at,
-            to: None,
-            calendar: self.calendar.clone(),
-            elapsed: SignedDuration::ZERO,
-        });
-    }
-
+    /// Closes the open segment (if running) at `at`; the caller sets the next phase.
     fn close_segment(&mut self, b: &PolicyBinding, at: Timestamp) {
-        if let Some(seg) = self.segments.last_mut()
-            && seg.to.is_none()
-        {
-            seg.elapsed = b.calendar(&seg.calendar).business_elapsed(seg.from, at);
-            seg.to = Some(at);
+        if let Phase::Running { since } = self.phase {
+            let elapsed = b.calendar(&self.calendar).business_elapsed(since, at);
+            let calendar = self.calendar.clone();
+            self.past_mut().closed.push(Segment {
+                from: since,
+                to: at,
+                calendar,
+                elapsed,
+            });
         }
     }
 
     /// Business time elapsed in the current cycle at `t`.
     fn elapsed_at(&self, b: &PolicyBinding, t: Timestamp) -> SignedDuration {
-        self.segments
-            .iter()
-            .fold(SignedDuration::ZERO, |acc, seg| match seg.to {
-                Some(to) if to <= t => acc.saturating_add(seg.elapsed),
-                Some(to) => acc.saturating_add(
+        let closed = self.closed().iter().fold(SignedDuration::ZERO, |acc, seg| {
+            if seg.to <= t {
+                acc.saturating_add(seg.elapsed)
+            } else {
+                acc.saturating_add(
                     b.calendar(&seg.calendar)
-                        .business_elapsed(seg.from, t.min(to).max(seg.from)),
-                ),
-                None => acc.saturating_add(
-                    b.calendar(&seg.calendar)
-                        .business_elapsed(seg.from, t.max(seg.from)),
-                ),
-            })
+                        .business_elapsed(seg.from, t.min(seg.to).max(seg.from)),
+                )
+            }
+        });
+        match self.phase {
+            Phase::Running { since } => closed.saturating_add(
+                b.calendar(&self.calendar)
+                    .business_elapsed(since, t.max(since)),
+            ),
+            _ => closed,
+        }
     }
 
     /// The instant the cycle's elapsed business time reaches `need`, if it does (always for a
@@ -440,17 +606,21 @@ impl Clock {
             return Some(self.cycle_started_at);
         }
         let mut acc = SignedDuration::ZERO;
-        for seg in &self.segments {
-            let cal = b.calendar(&seg.calendar);
-            let left = need.saturating_sub(acc);
-            match seg.to {
-                Some(_) if acc.saturating_add(seg.elapsed) < need => {
-                    acc = acc.saturating_add(seg.elapsed);
-                }
-                _ => return Some(cal.add_business(seg.from, left)),
+        for seg in self.closed() {
+            if acc.saturating_add(seg.elapsed) < need {
+                acc = acc.saturating_add(seg.elapsed);
+            } else {
+                let left = need.saturating_sub(acc);
+                return Some(b.calendar(&seg.calendar).add_business(seg.from, left));
             }
         }
-        None
+        match self.phase {
+            Phase::Running { since } => {
+                let left = need.saturating_sub(acc);
+                Some(b.calendar(&self.calendar).add_business(since, left))
+            }
+            _ => None,
+        }
     }
 
     /// When `need` is (or was) reached under the current target.
@@ -474,10 +644,10 @@ impl Clock {
     }
 
     fn pause(&mut self, b: &PolicyBinding, at: Timestamp, status: Status) {
-        if self.phase == Phase::Running {
+        if let Phase::Running { .. } = self.phase {
             self.close_segment(b, at);
             self.phase = Phase::Paused { since: at };
-            self.paused.push(PausedInterval {
+            self.past_mut().paused.push(PausedInterval {
                 from: at,
                 to: None,
                 status,
@@ -486,7 +656,7 @@ impl Clock {
     }
 
     fn close_pause(&mut self, at: Timestamp) {
-        if let Some(p) = self.paused.last_mut()
+        if let Some(p) = self.past.as_mut().and_then(|p| p.paused.last_mut())
             && p.to.is_none()
         {
             p.to = Some(at);
@@ -496,14 +666,13 @@ impl Clock {
     fn resume(&mut self, at: Timestamp) {
         if let Phase::Paused { .. } = self.phase {
             self.close_pause(at);
-            self.open_segment(at);
-            self.phase = Phase::Running;
+            self.phase = Phase::Running { since: at };
         }
     }
 
     fn stop(&mut self, b: &PolicyBinding, at: Timestamp) {
         match self.phase {
-            Phase::Running => self.close_segment(b, at),
+            Phase::Running { .. } => self.close_segment(b, at),
             Phase::Paused { .. } => self.close_pause(at),
             Phase::Stopped { .. } => return,
         }
@@ -522,19 +691,19 @@ impl Clock {
         b: &PolicyBinding,
         at: Timestamp,
         target: Option<SignedDuration>,
-        calendar: &str,
+        calendar: &Arc<str>,
     ) {
         if self.is_stopped() {
             return;
         }
-        if calendar != self.calendar {
-            let running = self.phase == Phase::Running;
+        if **calendar != *self.calendar {
+            let running = matches!(self.phase, Phase::Running { .. });
             if running {
                 self.close_segment(b, at);
             }
-            self.calendar = calendar.to_string();
+            self.calendar = calendar.clone();
             if running {
-                self.open_segment(at);
+                self.phase = Phase::Running { since: at };
             }
         }
         self.set_target(at, target);
@@ -546,32 +715,34 @@ impl Clock {
             Phase::Stopped { at } => at,
             _ => at,
         };
-        self.previous.push(CycleSummary {
+        let elapsed = self.elapsed_at(b, stopped_at);
+        let mut past = self.past.take().unwrap_or_default();
+        past.previous.push(CycleSummary {
             cycle: self.cycle,
             started_at: self.cycle_started_at,
             stopped_at,
             target: self.target,
-            elapsed: self.elapsed_at(b, stopped_at),
+            elapsed,
             breached_at: self.breached_at,
-            paused: std::mem::take(&mut self.paused),
+            paused: std::mem::take(&mut past.paused),
         });
+        // the new cycle keeps only the earlier cycles
+        past.closed = Vec::new();
         let calendar = self.calendar.clone();
-        let previous = std::mem::take(&mut self.previous);
-        *self = Clock::new(self.kind, at, target, &calendar);
-        self.cycle = previous.len().try_into().unwrap_or(u32::MAX);
-        self.previous = previous;
+        *self = Clock::new(self.kind, at, target, calendar);
+        self.cycle = past.previous.len().try_into().unwrap_or(u32::MAX);
+        self.past = Some(past);
     }
 
     /// Reopen with `continue`: the time since resolution counts as a pause.
     fn resume_after_stop(&mut self, at: Timestamp, target: Option<SignedDuration>) {
         if let Phase::Stopped { at: stopped } = self.phase {
-            self.paused.push(PausedInterval {
+            self.past_mut().paused.push(PausedInterval {
                 from: stopped,
                 to: Some(at),
                 status: Status::Resolved,
             });
-            self.open_segment(at);
-            self.phase = Phase::Running;
+            self.phase = Phase::Running { since: at };
             self.set_target(at, target);
         }
     }
@@ -580,7 +751,7 @@ impl Clock {
         let elapsed = self.elapsed_at(b, now);
         let breached_at = self.breach_as_of(b, now);
         let (state, stopped_at, paused_since) = match self.phase {
-            Phase::Running => (ClockState::Running, None, None),
+            Phase::Running { .. } => (ClockState::Running, None, None),
             Phase::Paused { since } => (ClockState::Paused, None, Some(since)),
             Phase::Stopped { at } => (ClockState::Met, Some(at), None),
         };
@@ -590,7 +761,7 @@ impl Clock {
             state
         };
         let due_at = match (self.phase, self.target) {
-            (Phase::Running, Some(target)) => self.due_instant(b, target),
+            (Phase::Running { .. }, Some(target)) => self.due_instant(b, target),
             _ => None,
         };
         ClockView {
@@ -603,11 +774,11 @@ impl Clock {
             breached_at,
             stopped_at,
             paused_since,
-            paused: self.paused.clone(),
-            calendar: self.calendar.clone(),
+            paused: self.paused().to_vec(),
+            calendar: self.calendar.to_string(),
             cycle: self.cycle,
             started_at: self.cycle_started_at,
-            previous_cycles: self.previous.clone(),
+            previous_cycles: self.previous().to_vec(),
         }
     }
 }
@@ -630,8 +801,12 @@ fn scale(target: SignedDuration, fraction: f64) -> SignedDuration {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IncidentClocks {
     binding: PolicyBinding,
-    service: String,
-    group: String,
+    /// Shared names: a service holding many incidents keeps one copy of each (see
+    /// [`IncidentClocks::start_shared`]).
+    #[serde(with = "shared_str")]
+    service: Arc<str>,
+    #[serde(with = "shared_str")]
+    group: Arc<str>,
     opened_at: Timestamp,
     initial_priority: Priority,
     priority: Priority,
@@ -661,6 +836,21 @@ impl IncidentClocks {
         ))
     }
 
+    /// [`IncidentClocks::start`] with the service and group names handed in shared, so that a
+    /// caller holding many incidents keeps one copy of each name rather than one per incident.
+    pub fn start_shared(
+        policies: &PolicySet,
+        opened_at: Timestamp,
+        priority: Priority,
+        service: Arc<str>,
+        group: Arc<str>,
+    ) -> Result<IncidentClocks, ClockError> {
+        let binding = policies.bind(&service, &group, priority)?;
+        Ok(IncidentClocks::start_with(
+            binding, opened_at, priority, service, group,
+        ))
+    }
+
     /// Starts both clocks on an already selected policy (e.g. the recorded version in force).
     pub fn start_bound(
         binding: PolicyBinding,
@@ -669,23 +859,39 @@ impl IncidentClocks {
         service: &str,
         group: &str,
     ) -> IncidentClocks {
-        let calendar = binding.policy().calendar_name(priority).to_string();
+        IncidentClocks::start_with(
+            binding,
+            opened_at,
+            priority,
+            Arc::from(service),
+            Arc::from(group),
+        )
+    }
+
+    fn start_with(
+        binding: PolicyBinding,
+        opened_at: Timestamp,
+        priority: Priority,
+        service: Arc<str>,
+        group: Arc<str>,
+    ) -> IncidentClocks {
+        let calendar = binding.policy().calendar_name_shared(priority).clone();
         let response = Clock::new(
             ClockKind::Response,
             opened_at,
             binding.target(ClockKind::Response, priority),
-            &calendar,
+            calendar.clone(),
         );
         let resolution = Clock::new(
             ClockKind::Resolution,
             opened_at,
             binding.target(ClockKind::Resolution, priority),
-            &calendar,
+            calendar,
         );
         let mut clocks = IncidentClocks {
             binding,
-            service: service.to_string(),
-            group: group.to_string(),
+            service,
+            group,
             opened_at,
             initial_priority: priority,
             priority,
@@ -804,12 +1010,8 @@ impl IncidentClocks {
             return;
         }
         let target = self.binding.target(ClockKind::Resolution, self.priority);
-        let calendar = self
-            .binding
-            .policy()
-            .calendar_name(self.priority)
-            .to_string();
-        self.resolution.calendar = calendar;
+        let calendar = self.binding.policy().calendar_name_shared(self.priority);
+        self.resolution.calendar = calendar.clone();
         match self.binding.policy().reopen() {
             ReopenMode::Restart => self.resolution.restart(&self.binding, at, target),
             ReopenMode::Continue => self.resolution.resume_after_stop(at, target),
@@ -828,7 +1030,7 @@ impl IncidentClocks {
             return;
         }
         self.priority = priority;
-        let calendar = self.binding.policy().calendar_name(priority).to_string();
+        let calendar = self.binding.policy().calendar_name_shared(priority).clone();
         for kind in [ClockKind::Response, ClockKind::Resolution] {
             let target = self.binding.target(kind, priority);
             let clock = match kind {
@@ -855,12 +1057,12 @@ impl IncidentClocks {
     /// up to `now` are replayed; `now` before the opening is read as the opening.
     pub fn state_at(&self, now: Timestamp) -> IncidentState {
         if now < self.last_at {
-            let mut past = IncidentClocks::start_bound(
+            let mut past = IncidentClocks::start_with(
                 self.binding.clone(),
                 self.opened_at,
                 self.initial_priority,
-                &self.service,
-                &self.group,
+                self.service.clone(),
+                self.group.clone(),
             );
             for input in self.inputs.iter().filter(|i| i.at() <= now) {
                 if past.apply(input.clone()).is_err() {
@@ -899,7 +1101,7 @@ impl IncidentClocks {
         let policy = self.binding.policy();
         let mut out = Vec::new();
         for clock in [&self.response, &self.resolution] {
-            if clock.phase != Phase::Running {
+            if !matches!(clock.phase, Phase::Running { .. }) {
                 continue;
             }
             let Some(target) = clock.target else {
@@ -978,9 +1180,9 @@ impl IncidentClocks {
                 target,
                 threshold,
                 elapsed: clock.elapsed_at(&self.binding, at),
-                calendar: clock.calendar.clone(),
+                calendar: clock.calendar.to_string(),
                 paused: clock
-                    .paused
+                    .paused()
                     .iter()
                     .filter(|p| p.from < at)
                     .cloned()
@@ -1032,5 +1234,19 @@ impl IncidentClocks {
     /// Instant of the last applied input (the opening if none).
     pub fn last_input_at(&self) -> Timestamp {
         self.last_at
+    }
+}
+
+/// Serde for the shared names: written as plain strings.
+mod shared_str {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::sync::Arc;
+
+    pub(super) fn serialize<S: Serializer>(s: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
+        String::deserialize(d).map(Arc::from)
     }
 }

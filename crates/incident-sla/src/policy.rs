@@ -21,6 +21,7 @@ use jiff::SignedDuration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Domain separator hashed before the canonical JSON; bump if the canonical form changes.
 const HASH_DOMAIN: &[u8] = b"incident-sla/policy-set/v1\n";
@@ -146,8 +147,9 @@ impl MatchFilter {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     name: String,
-    calendar: String,
-    calendars: BTreeMap<Priority, String>,
+    /// Calendar names are shared with every clock that runs on them (clocks hold a name each).
+    calendar: Arc<str>,
+    calendars: BTreeMap<Priority, Arc<str>>,
     warn_at: Vec<f64>,
     pause_on: BTreeSet<Status>,
     response: BTreeMap<Priority, SignedDuration>,
@@ -165,6 +167,11 @@ impl Policy {
 
     /// Name of the calendar used for a priority (override, else the policy default).
     pub fn calendar_name(&self, priority: Priority) -> &str {
+        self.calendar_name_shared(priority)
+    }
+
+    /// [`Policy::calendar_name`] as the shared name, so a clock keeps it without a copy.
+    pub(crate) fn calendar_name_shared(&self, priority: Priority) -> &Arc<str> {
         self.calendars.get(&priority).unwrap_or(&self.calendar)
     }
 
@@ -208,8 +215,8 @@ impl Policy {
 
     /// Names of every calendar this policy may use.
     pub fn calendar_names(&self) -> BTreeSet<&str> {
-        std::iter::once(self.calendar.as_str())
-            .chain(self.calendars.values().map(String::as_str))
+        std::iter::once(&*self.calendar)
+            .chain(self.calendars.values().map(|c| &**c))
             .collect()
     }
 
@@ -232,11 +239,11 @@ impl Policy {
         });
         PolicySpec {
             name: self.name.clone(),
-            calendar: Some(self.calendar.clone()),
+            calendar: Some(self.calendar.to_string()),
             calendars: self
                 .calendars
                 .iter()
-                .map(|(p, c)| (p.as_str().to_string(), c.clone()))
+                .map(|(p, c)| (p.as_str().to_string(), c.to_string()))
                 .collect(),
             warn_at: self.warn_at.clone(),
             pause_on: Some(
@@ -274,9 +281,9 @@ impl Policy {
                 PolicyErrorKind::EmptyPolicyName,
             ));
         }
-        let check_calendar = |place: String, cal: &str| -> Result<String, PolicyError> {
+        let check_calendar = |place: String, cal: &str| -> Result<Arc<str>, PolicyError> {
             if known.contains(cal) {
-                Ok(cal.to_string())
+                Ok(Arc::from(cal))
             } else {
                 Err(PolicyError::new(
                     place,
