@@ -41,10 +41,14 @@ struct Args {
     /// Tiny sizes, to check that every measurement runs (the figures mean nothing).
     #[arg(long, hide = true)]
     smoke: bool,
+    /// Overrides how many messages the intake measurement publishes.
+    #[arg(long, hide = true)]
+    publishes: Option<usize>,
     /// Only the JSON object (still on the last line).
     #[arg(long)]
     json: bool,
-    /// Runs one part only (`timers`), to iterate on it; the other figures are left out.
+    /// Runs one part only (intake, grpc, e2e, rebuild or timers), to iterate on it; the other
+    /// figures are left out.
     #[arg(long, hide = true)]
     only: Option<String>,
 }
@@ -96,6 +100,9 @@ fn intake_message(i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Publishes waiting for their acks at most this far behind (the client limits acks in flight).
+const PIPELINE: usize = 1024;
+
 async fn jetstream_publish(nats: &NatsServer, n: usize, size: usize) -> anyhow::Result<f64> {
     let client = async_nats::connect(nats.url()).await?;
     let js = async_nats::jetstream::new(client);
@@ -108,9 +115,14 @@ async fn jetstream_publish(nats: &NatsServer, n: usize, size: usize) -> anyhow::
     .await?;
     let payload = bytes::Bytes::from(vec![b'x'; size]);
     let started = Instant::now();
-    let mut acks = Vec::with_capacity(n);
+    let mut acks = std::collections::VecDeque::with_capacity(PIPELINE);
     for i in 0..n {
-        acks.push(
+        if acks.len() == PIPELINE
+            && let Some(a) = acks.pop_front()
+        {
+            a.await?;
+        }
+        acks.push_back(
             js.publish(format!("bench.{}", i % 1000), payload.clone())
                 .await?,
         );
@@ -134,9 +146,14 @@ async fn nats_intake(nats: &NatsServer, intake: &ServiceProcess, n: usize) -> an
     let before = events.info().await?.state.messages;
     let _ = intake;
     let started = Instant::now();
-    let mut acks = Vec::with_capacity(n);
+    let mut acks = std::collections::VecDeque::with_capacity(PIPELINE);
     for i in 0..n {
-        acks.push(
+        if acks.len() == PIPELINE
+            && let Some(a) = acks.pop_front()
+        {
+            a.await?;
+        }
+        acks.push_back(
             js.publish("incident.v1.intake", intake_message(i).into())
                 .await?,
         );
@@ -254,7 +271,65 @@ fn rebuild(n: usize) -> anyhow::Result<(f64, f64)> {
 
 /// Opens `rate` incidents a second for `secs` through intake and measures until the notifier's
 /// webhook for each reaches a local receiver; returns (p50, p99, delivered, sent).
-async fn e2e(rate: u64, secs: u64) -> anyhow::Result<(f64, f64, usize, usize)> {
+struct E2e {
+    p50: f64,
+    p99: f64,
+    delivered: usize,
+    sent: usize,
+    /// p50/p99 of each stage, from the events' own instants.
+    stages: Value,
+}
+
+fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        v.get(((v.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    (pct(0.5), pct(0.99))
+}
+
+/// Every message of `stream` with the instant the server stored it (ms since the epoch).
+async fn stored_with_times(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+) -> anyhow::Result<Vec<(f64, Envelope)>> {
+    let mut out = Vec::new();
+    let mut handle = js.get_stream(stream).await?;
+    let last = handle.info().await?.state.last_sequence;
+    if last == 0 {
+        return Ok(out);
+    }
+    let consumer = handle
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+        .await?;
+    let mut messages = consumer.messages().await?;
+    while let Some(msg) = tokio::time::timeout(
+        Duration::from_secs(10),
+        futures::StreamExt::next(&mut messages),
+    )
+    .await?
+    {
+        let msg = msg?;
+        let info = msg.info().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let at = info.published.unix_timestamp_nanos() as f64 / 1e6;
+        let seq = info.stream_sequence;
+        if let Ok(env) = Envelope::from_slice(&msg.payload) {
+            out.push((at, env));
+        }
+        if seq >= last {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn ms(t: jiff::Timestamp) -> f64 {
+    t.as_nanosecond() as f64 / 1e6
+}
+
+async fn e2e(rate: u64, secs: u64) -> anyhow::Result<E2e> {
     use std::collections::HashMap;
     // a fresh stack, so no backlog from the other measurements is in the way
     let nats = NatsServer::start();
@@ -273,7 +348,7 @@ async fn e2e(rate: u64, secs: u64) -> anyhow::Result<(f64, f64, usize, usize)> {
     );
     let intake_url = intake.grpc_url();
     use std::sync::Mutex;
-    let received: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let received: Arc<Mutex<HashMap<String, (Instant, jiff::Timestamp)>>> = Arc::default();
     let app = {
         let received = received.clone();
         axum::Router::new().route(
@@ -281,7 +356,7 @@ async fn e2e(rate: u64, secs: u64) -> anyhow::Result<(f64, f64, usize, usize)> {
             axum::routing::post(move |body: axum::body::Bytes| {
                 let received = received.clone();
                 async move {
-                    let now = Instant::now();
+                    let now = (Instant::now(), jiff::Timestamp::now());
                     if let Ok(v) = serde_json::from_slice::<Value>(&body)
                         && let Some(title) = v["incident"]["title"].as_str()
                         && let Ok(mut r) = received.lock()
@@ -320,14 +395,14 @@ async fn e2e(rate: u64, secs: u64) -> anyhow::Result<(f64, f64, usize, usize)> {
     let channel = tonic::transport::Endpoint::from_shared(intake_url)?
         .connect()
         .await?;
-    let mut sent: HashMap<String, Instant> = HashMap::new();
+    let mut sent: HashMap<String, (Instant, jiff::Timestamp)> = HashMap::new();
     let total = (rate * secs) as usize;
     let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
     let mut tasks = Vec::with_capacity(total);
     for i in 0..total {
         ticker.tick().await;
         let title = format!("e2e {i}");
-        sent.insert(title.clone(), Instant::now());
+        sent.insert(title.clone(), (Instant::now(), jiff::Timestamp::now()));
         let mut client =
             incident_proto::v1::intake_service_client::IntakeServiceClient::new(channel.clone());
         tasks.push(tokio::spawn(async move {
@@ -351,20 +426,72 @@ async fn e2e(rate: u64, secs: u64) -> anyhow::Result<(f64, f64, usize, usize)> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let received = received.lock().map(|r| r.clone()).unwrap_or_default();
-    let mut lat: Vec<f64> = received
+    let lat: Vec<f64> = received
         .iter()
-        .filter_map(|(t, at)| {
+        .filter_map(|(t, (at, _))| {
             sent.get(t)
-                .map(|s| at.duration_since(*s).as_secs_f64() * 1000.0)
+                .map(|(s, _)| at.duration_since(*s).as_secs_f64() * 1000.0)
         })
         .collect();
-    lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1))
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
-    Ok((pct(0.5), pct(0.99), received.len(), total))
+    let (p50, p99) = percentiles(lat);
+
+    // where the time goes: the instants the events carry and the server stored them at
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await?);
+    let mut titles: HashMap<String, String> = HashMap::new();
+    let mut decided = HashMap::new();
+    let mut on_stream = HashMap::new();
+    for (at, env) in stored_with_times(&js, "INCIDENT_EVENTS").await? {
+        if env.ty == "incident.opened.v1"
+            && let Some(title) = env.data["title"].as_str()
+        {
+            titles.insert(env.subject.clone(), title.to_owned());
+            decided.insert(env.subject.clone(), ms(env.time));
+            on_stream.insert(env.subject.clone(), at);
+        }
+    }
+    let mut queued = HashMap::new();
+    for (_, env) in stored_with_times(&js, "NOTIFY_EVENTS").await? {
+        if env.ty == "notification.queued.v1" {
+            queued.entry(env.subject.clone()).or_insert(ms(env.time));
+        }
+    }
+    let mut stages: [Vec<f64>; 4] = Default::default();
+    for (id, title) in &titles {
+        let (Some((_, sent_at)), Some((_, got_at)), Some(d), Some(p), Some(q)) = (
+            sent.get(title),
+            received.get(title),
+            decided.get(id),
+            on_stream.get(id),
+            queued.get(id),
+        ) else {
+            continue;
+        };
+        stages[0].push(d - ms(*sent_at));
+        stages[1].push(p - d);
+        stages[2].push(q - p);
+        stages[3].push(ms(*got_at) - q);
+    }
+    let names = [
+        "sent_to_decided",
+        "decided_to_stream",
+        "stream_to_queued",
+        "queued_to_webhook",
+    ];
+    let mut by_stage = serde_json::Map::new();
+    for (name, v) in names.iter().zip(stages) {
+        let (a, b) = percentiles(v);
+        by_stage.insert(
+            (*name).to_owned(),
+            json!({"p50": (a * 10.0).round() / 10.0, "p99": (b * 10.0).round() / 10.0}),
+        );
+    }
+    Ok(E2e {
+        p50,
+        p99,
+        delivered: received.len(),
+        sent: total,
+        stages: Value::Object(by_stage),
+    })
 }
 
 fn rss_mib() -> f64 {
@@ -516,51 +643,112 @@ async fn main() -> anyhow::Result<()> {
             breaches: 2_000,
         }
     };
+    let sizes = Sizes {
+        publishes: args.publishes.unwrap_or(sizes.publishes),
+        ..sizes
+    };
     let machine = json!({
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "quick": args.quick,
     });
     let mut out = json!({"machine": machine});
-    match args.only.as_deref() {
-        None => {}
-        Some("timers") => {
-            timer_figures(&args, &sizes, &mut out).await?;
-            println!("{out}");
-            return Ok(());
+    let only = args.only.as_deref();
+    let known = ["intake", "grpc", "e2e", "rebuild", "timers"];
+    if let Some(part) = only {
+        anyhow::ensure!(
+            known.contains(&part),
+            "--only {part}: the parts are {}",
+            known.join(", ")
+        );
+    }
+    let runs = |part: &str| only.is_none_or(|o| o == part);
+
+    if runs("intake") || runs("grpc") {
+        let nats = NatsServer::start();
+        let dir = tempfile::tempdir()?;
+        let data = dir.path().join("intake");
+        let intake = ServiceProcess::spawn(
+            "incident-intake",
+            &[
+                ("NATS_URL", nats.url()),
+                ("DATA_DIR", data.display().to_string()),
+                ("RUST_LOG", "warn".into()),
+            ],
+            &dir.path().join("intake.log"),
+        );
+        if runs("intake") {
+            intake_figures(&args, &sizes, &nats, &intake, &mut out).await?;
         }
-        Some(other) => anyhow::bail!("--only {other}: the only part that runs alone is `timers`"),
+        if runs("grpc") {
+            grpc_figures(&args, &sizes, &intake, &mut out).await?;
+        }
+    }
+    if runs("e2e") {
+        log(
+            &args,
+            format!("e2e: open -> webhook at 500/s for {} s", sizes.e2e_secs),
+        );
+        let e2e = e2e(500, sizes.e2e_secs).await?;
+        out["e2e_rate"] = json!(500);
+        out["e2e_p50_ms"] = json!((e2e.p50 * 10.0).round() / 10.0);
+        out["e2e_p99_ms"] = json!((e2e.p99 * 10.0).round() / 10.0);
+        out["e2e_delivered"] = json!(e2e.delivered);
+        out["e2e_sent"] = json!(e2e.sent);
+        out["e2e_stages_ms"] = e2e.stages;
+    }
+    if runs("rebuild") {
+        log(
+            &args,
+            format!("rebuild: a log of {} events", sizes.log_events),
+        );
+        let (raw, fold) = tokio::task::spawn_blocking(move || rebuild(sizes.log_events)).await??;
+        out["rebuild_events"] = json!(sizes.log_events);
+        out["raw_read_per_s"] = json!(raw.round());
+        out["rebuild_per_s"] = json!(fold.round());
+        out["rebuild_ratio"] = json!(fold / raw);
+    }
+    if runs("timers") {
+        timer_figures(&args, &sizes, &mut out).await?;
     }
 
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir()?;
-    let data = dir.path().join("intake");
-    let intake = ServiceProcess::spawn(
-        "incident-intake",
-        &[
-            ("NATS_URL", nats.url()),
-            ("DATA_DIR", data.display().to_string()),
-            ("RUST_LOG", "warn".into()),
-        ],
-        &dir.path().join("intake.log"),
-    );
+    println!("{out}");
+    Ok(())
+}
 
+/// `nats_intake_*` and its baseline into `out`.
+async fn intake_figures(
+    args: &Args,
+    sizes: &Sizes,
+    nats: &NatsServer,
+    intake: &ServiceProcess,
+    out: &mut Value,
+) -> anyhow::Result<()> {
     let size = intake_message(0).len();
     log(
-        &args,
+        args,
         format!(
             "jetstream: {} pipelined publishes of {size} bytes",
             sizes.publishes
         ),
     );
-    let js_rate = jetstream_publish(&nats, sizes.publishes, size).await?;
-    log(&args, format!("nats intake: {} incidents", sizes.publishes));
-    let intake_rate = nats_intake(&nats, &intake, sizes.publishes).await?;
+    let js_rate = jetstream_publish(nats, sizes.publishes, size).await?;
+    log(args, format!("nats intake: {} incidents", sizes.publishes));
+    let intake_rate = nats_intake(nats, intake, sizes.publishes).await?;
     out["jetstream_publish_per_s"] = json!(js_rate.round());
     out["nats_intake_per_s"] = json!(intake_rate.round());
     out["nats_intake_ratio"] = json!(intake_rate / js_rate);
+    Ok(())
+}
 
+/// `grpc_open_*` and its baseline into `out`.
+async fn grpc_figures(
+    args: &Args,
+    sizes: &Sizes,
+    intake: &ServiceProcess,
+    out: &mut Value,
+) -> anyhow::Result<()> {
     log(
-        &args,
+        args,
         format!("gRPC: 32 clients, {} s each", sizes.grpc_secs),
     );
     let url = intake.grpc_url();
@@ -589,32 +777,6 @@ async fn main() -> anyhow::Result<()> {
     out["grpc_unary_baseline_per_s"] = json!(baseline.round());
     out["grpc_open_per_s"] = json!(open.round());
     out["grpc_open_ratio"] = json!(open / baseline);
-    log(
-        &args,
-        format!("e2e: open -> webhook at 500/s for {} s", sizes.e2e_secs),
-    );
-    let (p50, p99, delivered, sent) = e2e(500, sizes.e2e_secs).await?;
-    out["e2e_rate"] = json!(500);
-    out["e2e_p50_ms"] = json!((p50 * 10.0).round() / 10.0);
-    out["e2e_p99_ms"] = json!((p99 * 10.0).round() / 10.0);
-    out["e2e_delivered"] = json!(delivered);
-    out["e2e_sent"] = json!(sent);
-    drop(intake);
-    drop(nats);
-
-    log(
-        &args,
-        format!("rebuild: a log of {} events", sizes.log_events),
-    );
-    let (raw, fold) = tokio::task::spawn_blocking(move || rebuild(sizes.log_events)).await??;
-    out["rebuild_events"] = json!(sizes.log_events);
-    out["raw_read_per_s"] = json!(raw.round());
-    out["rebuild_per_s"] = json!(fold.round());
-    out["rebuild_ratio"] = json!(fold / raw);
-
-    timer_figures(&args, &sizes, &mut out).await?;
-
-    println!("{out}");
     Ok(())
 }
 
