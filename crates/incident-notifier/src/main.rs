@@ -3,6 +3,11 @@
 //! SIGTERM or Ctrl-C. With `--rebuild-log-from-jetstream` it writes a new log from JetStream
 //! instead, prints a one-line JSON report and exits.
 
+/// A faster allocator than the system's for the many short-lived allocations of decoding,
+/// encoding and the log's writes (measured in BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use incident_notifier::Config;
 
