@@ -278,6 +278,8 @@ struct E2e {
     sent: usize,
     /// p50/p99 of each stage, from the events' own instants.
     stages: Value,
+    /// The first incident's round trip, right after the services started.
+    warmup_ms: f64,
 }
 
 fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
@@ -395,6 +397,34 @@ async fn e2e(rate: u64, secs: u64) -> anyhow::Result<E2e> {
     let channel = tonic::transport::Endpoint::from_shared(intake_url)?
         .connect()
         .await?;
+    // one round trip first: the measurement starts once the whole path is up (consumers
+    // created, connections open), not while the services are still starting
+    let warm_started = Instant::now();
+    incident_proto::v1::intake_service_client::IntakeServiceClient::new(channel.clone())
+        .open_incident(pb::OpenIncidentRequest {
+            title: "e2e warm-up".into(),
+            service: "bench".into(),
+            impact: pb::Impact::High as i32,
+            urgency: pb::Urgency::High as i32,
+            ..Default::default()
+        })
+        .await?;
+    let warm = Instant::now() + Duration::from_secs(60);
+    while !received
+        .lock()
+        .map(|r| r.contains_key("e2e warm-up"))
+        .unwrap_or(false)
+    {
+        anyhow::ensure!(
+            Instant::now() < warm,
+            "the warm-up incident never reached the webhook"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let warmup_ms = warm_started.elapsed().as_secs_f64() * 1000.0;
+    if let Ok(mut r) = received.lock() {
+        r.clear();
+    }
     let mut sent: HashMap<String, (Instant, jiff::Timestamp)> = HashMap::new();
     let total = (rate * secs) as usize;
     let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
@@ -491,6 +521,7 @@ async fn e2e(rate: u64, secs: u64) -> anyhow::Result<E2e> {
         delivered: received.len(),
         sent: total,
         stages: Value::Object(by_stage),
+        warmup_ms,
     })
 }
 
@@ -695,6 +726,7 @@ async fn main() -> anyhow::Result<()> {
         out["e2e_delivered"] = json!(e2e.delivered);
         out["e2e_sent"] = json!(e2e.sent);
         out["e2e_stages_ms"] = e2e.stages;
+        out["e2e_warmup_ms"] = json!(e2e.warmup_ms.round());
     }
     if runs("rebuild") {
         log(

@@ -250,7 +250,7 @@ pub async fn run(
             .add_service(incident_audit::service(log.clone(), "incident-notifier"))
             .add_service(NotificationServiceServer::new(api))
             .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(grpc),
+                tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
                 async move {
                     let _ = grpc_stop.changed().await;
                 },
