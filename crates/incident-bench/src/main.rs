@@ -658,7 +658,7 @@ async fn main() -> anyhow::Result<()> {
     } else if args.quick {
         Sizes {
             e2e_secs: 5,
-            publishes: 5_000,
+            publishes: 20_000,
             grpc_secs: 5,
             log_events: 200_000,
             clocks: 100_000,
@@ -667,7 +667,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         Sizes {
             e2e_secs: 20,
-            publishes: 20_000,
+            publishes: 100_000,
             grpc_secs: 15,
             log_events: 1_000_000,
             clocks: 1_000_000,
