@@ -15,6 +15,11 @@
 //! - `clocks_rss_mib`: memory of the SLA engine holding `clocks` running clocks (`clocks_1m_rss_mib`
 //!   scaled to one million when fewer were measured, and says so).
 
+/// The services' allocator: the folds and the SLA engine measured in this process allocate as
+/// they do in the services.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
