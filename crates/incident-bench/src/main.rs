@@ -573,7 +573,7 @@ async fn timers(clocks: usize, breaches: usize) -> anyhow::Result<(f64, f64, f64
             *priority = Priority::P1;
         }
         let env = stored::encode(&e, &uuid::Uuid::now_v7().to_string());
-        engine.on_incident_event(&env)?;
+        engine.on_incident_event(&env, now)?;
     }
     let rss = rss_mib() - rss_before;
     // the breaching ones: P2 (3 s response), opened over the next two seconds

@@ -107,7 +107,7 @@ pub async fn run<H, Fut>(
     let window = spec.concurrency.max(1);
     let mut in_flight = FuturesUnordered::new();
     let mut failures = 0u32;
-    while !*shutdown.borrow() {
+    'consume: while !*shutdown.borrow() {
         let messages = match open(&js, &spec).await {
             Ok(m) => m,
             Err(e) => {
@@ -115,7 +115,7 @@ pub async fn run<H, Fut>(
                 tracing::warn!(durable = %spec.durable, error = %e, "consumer unavailable; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff(failures)) => {}
-                    _ = shutdown.changed() => {}
+                    r = shutdown.changed() => if r.is_err() { break 'consume },
                 }
                 continue;
             }
@@ -125,7 +125,8 @@ pub async fn run<H, Fut>(
         loop {
             let next = tokio::select! {
                 biased;
-                _ = shutdown.changed() => break,
+                // stopping (or the sender is gone, which means the same)
+                r = shutdown.changed() => if r.is_err() { break 'consume } else { break },
                 Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
                 m = messages.next(), if in_flight.len() < window => m,
             };

@@ -71,11 +71,7 @@ pub fn set_aside(log_dir: &Path) -> Result<Option<SetAside>, RebuildError> {
             aside.display()
         ))
     })?;
-    let readable_records = incident_eventlog::open_db(&aside).ok().map(|db| {
-        db.scan_prefix([incident_eventlog::layout::RECORD])
-            .filter_map(Result::ok)
-            .count() as u64
-    });
+    let readable_records = readable_records(&aside);
     Ok(Some(SetAside {
         path: aside,
         readable_records,
@@ -133,6 +129,23 @@ impl Staging {
         &self.path
     }
 
+    /// Refuses an empty new log in place of one that still shows records (the streams were the
+    /// wrong ones, or lost). Called before anything outside the log is changed.
+    pub fn check_not_empty(&self, new_records: u64) -> Result<(), RebuildError> {
+        if new_records == 0
+            && let Some(old) = readable_records(&self.log_dir)
+            && old > 0
+        {
+            return Err(RebuildError::Io(format!(
+                "the streams hold nothing for this log, but {} still shows {old} records: \
+                 not replacing it (check NATS_URL and that the streams are the ones it was \
+                 relayed to)",
+                self.log_dir.display()
+            )));
+        }
+        Ok(())
+    }
+
     /// Moves the damaged log aside (kept, never deleted) and the new one into its place. The
     /// new log must be closed (every handle dropped) first.
     pub fn commit(mut self) -> Result<Option<SetAside>, RebuildError> {
@@ -155,6 +168,19 @@ impl Drop for Staging {
             let _ = std::fs::remove_dir_all(&self.path);
         }
     }
+}
+
+/// How many records a (possibly damaged) log still shows; None when it cannot be opened.
+fn readable_records(log_dir: &Path) -> Option<u64> {
+    if !log_dir.exists() {
+        return None;
+    }
+    let db = incident_eventlog::open_db(log_dir).ok()?;
+    Some(
+        db.scan_prefix([incident_eventlog::layout::RECORD])
+            .filter_map(Result::ok)
+            .count() as u64,
+    )
 }
 
 /// One connection for the rebuild (no retry loop: a rebuild without NATS fails at once).
@@ -212,7 +238,6 @@ where
     };
     let mut handle = match js.get_stream(stream).await {
         Ok(s) => s,
-        Err(e) if e.to_string().contains("stream not found") => return Ok(0),
         Err(e) => return Err(err(e.to_string())),
     };
     let info = handle.info().await.map_err(|e| err(e.to_string()))?;

@@ -134,7 +134,7 @@ pub async fn run(
     let relay_status = relay.status();
     let metrics = Arc::new(metrics::Metrics::default());
     let (changes, _) = broadcast::channel(4096);
-    let (handle, processor_task) = Processor::new(
+    let (handle, ordered, processor_task) = Processor::new(
         log.clone(),
         state.clone(),
         matrix,
@@ -150,7 +150,8 @@ pub async fn run(
         let stop = stop_rx.clone();
         let window = config.duplicate_window();
         let replicas = config.stream_replicas;
-        let handle = handle.clone();
+        // the subject's messages go through the ordered queue: they keep the stream's order
+        let handle = ordered;
         let state = state.clone();
         tokio::spawn(async move {
             let mut failures = 0;

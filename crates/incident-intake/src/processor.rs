@@ -67,7 +67,17 @@ struct Pending {
 /// Submits commands to the processor; cheap to clone.
 #[derive(Clone)]
 pub struct Handle {
-    tx: mpsc::Sender<Pending>,
+    tx: Queue,
+}
+
+#[derive(Clone)]
+enum Queue {
+    /// Bounded: callers wait for room (gRPC, HTTP).
+    Shared(mpsc::Sender<Pending>),
+    /// Never waits, so commands submitted one after another are queued in that order even
+    /// while the shared queue is full (the NATS subject's stream order; its consumer bounds
+    /// how many are in flight).
+    Ordered(mpsc::UnboundedSender<Pending>),
 }
 
 impl Handle {
@@ -90,10 +100,13 @@ impl Handle {
             command,
             reply,
         };
-        self.tx
-            .send(pending)
-            .await
-            .map_err(|_| ServiceError::Unavailable("intake is shutting down".into()))?;
+        let sent = match &self.tx {
+            Queue::Shared(tx) => tx.send(pending).await.is_ok(),
+            Queue::Ordered(tx) => tx.send(pending).is_ok(),
+        };
+        if !sent {
+            return Err(ServiceError::Unavailable("intake is shutting down".into()));
+        }
         rx.await
             .map_err(|_| ServiceError::Unavailable("intake is shutting down".into()))?
     }
@@ -142,17 +155,53 @@ impl Processor {
         }
     }
 
-    /// Starts the processor task; it ends once every `Handle` is dropped and the queue is empty.
-    pub fn spawn(self, queue: usize) -> (Handle, tokio::task::JoinHandle<()>) {
+    /// Starts the processor task; it ends once every handle is dropped and the queues are
+    /// empty. Answers the shared handle (a bounded queue) and the ordered one.
+    pub fn spawn(self, queue: usize) -> (Handle, Handle, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(queue);
-        let task = tokio::spawn(self.run(rx));
-        (Handle { tx }, task)
+        let (otx, orx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(self.run(rx, orx));
+        (
+            Handle {
+                tx: Queue::Shared(tx),
+            },
+            Handle {
+                tx: Queue::Ordered(otx),
+            },
+            task,
+        )
     }
 
-    async fn run(self, mut rx: mpsc::Receiver<Pending>) {
+    async fn run(self, mut rx: mpsc::Receiver<Pending>, mut orx: mpsc::UnboundedReceiver<Pending>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            self.process(std::mem::take(&mut batch)).await;
+        let (mut shared_open, mut ordered_open) = (true, true);
+        while shared_open || ordered_open {
+            tokio::select! {
+                p = rx.recv(), if shared_open => match p {
+                    Some(p) => batch.push(p),
+                    None => shared_open = false,
+                },
+                p = orx.recv(), if ordered_open => match p {
+                    Some(p) => batch.push(p),
+                    None => ordered_open = false,
+                },
+            }
+            // what already waits in the other queue joins the batch
+            while batch.len() < MAX_BATCH {
+                match orx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+            if !batch.is_empty() {
+                self.process(std::mem::take(&mut batch)).await;
+            }
         }
         if let Err(e) = self.log.flush() {
             tracing::error!(error = %e, "flushing the log at shutdown failed");

@@ -60,6 +60,7 @@ pub async fn rebuild_from_jetstream(config: &Config) -> anyhow::Result<RebuildRe
     log.flush()?;
     let state = crate::rebuild(&log)?;
     drop(log);
+    staging.check_not_empty(head)?;
     // the damaged log stays in place (intake keeps refusing to start) until the new one is whole
     let aside = staging.commit()?;
     Ok(RebuildReport {

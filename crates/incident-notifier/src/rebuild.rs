@@ -292,6 +292,7 @@ pub async fn rebuild_from_jetstream(config: &Config) -> anyhow::Result<RebuildRe
     let staging = from_stream::Staging::begin(&log_dir)?;
     let js = from_stream::connect_once(&config.nats_url, &config.nats_auth).await?;
     let built = build(&js, staging.path()).await?;
+    staging.check_not_empty(built.head)?;
     // while the damaged log is still in place the notifier keeps refusing to start, so a
     // failure here leaves nothing half done that a second run does not redo
     let consumers = reposition_consumers(&js, &built.processed).await?;

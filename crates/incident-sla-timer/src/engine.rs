@@ -81,6 +81,9 @@ pub struct Engine {
 /// What an input led to: the events to record (in order) and the state to restore if recording
 /// fails.
 pub struct Derived {
+    /// Timers of the incident that came due before the input happened: fired (late) and
+    /// recorded before the input, so a later acknowledgement does not hide the breach.
+    pub fired_before: Vec<Envelope>,
     pub events: Vec<Envelope>,
     pub undo: Undo,
 }
@@ -219,15 +222,27 @@ impl Engine {
         shared
     }
 
-    /// Applies an incident event; returns the SLA events it causes.
-    pub fn on_incident_event(&mut self, env: &Envelope) -> Result<Derived, EngineError> {
+    /// Applies an incident event consumed at `now`; returns the SLA events it causes. A timer
+    /// of the incident due before the event happened fires first (an acknowledgement consumed
+    /// after the service was down, or a moment after the timer task's turn, comes after the
+    /// breach it was too late for).
+    pub fn on_incident_event(
+        &mut self,
+        env: &Envelope,
+        now: Timestamp,
+    ) -> Result<Derived, EngineError> {
         let event =
             stored::decode(env).map_err(|e| EngineError::NotAnIncidentEvent(e.to_string()))?;
         let id = event.incident_id.to_string();
         let undo = self.undo_point(&id);
+        let fired_before = self.fire_incident(&id, event.at, now);
         let events = self.apply_incident_event(&event);
         self.reschedule(&id);
-        Ok(Derived { events, undo })
+        Ok(Derived {
+            fired_before,
+            events,
+            undo,
+        })
     }
 
     fn apply_incident_event(&mut self, event: &IncidentEvent) -> Vec<Envelope> {
@@ -393,26 +408,35 @@ impl Engine {
         for id in due_ids {
             let id: &str = &id.0;
             let undo = self.undo_point(id);
-            let events = self.fire_incident(id, now);
+            let events = self.fire_incident(id, now, now);
             self.reschedule(id);
             if !events.is_empty() {
-                out.push((id.to_owned(), Derived { events, undo }));
+                out.push((
+                    id.to_owned(),
+                    Derived {
+                        fired_before: Vec::new(),
+                        events,
+                        undo,
+                    },
+                ));
             }
         }
         out
     }
 
-    fn fire_incident(&mut self, id: &str, now: Timestamp) -> Vec<Envelope> {
+    /// Fires the incident's timers due at or before `until`, marked at `until`, noticed at
+    /// `now` (`late_ms` counts from the due instant to `now`).
+    fn fire_incident(&mut self, id: &str, until: Timestamp, now: Timestamp) -> Vec<Envelope> {
         let Some(tracked) = self.incidents.get_mut(id) else {
             return Vec::new();
         };
         let mut out = Vec::new();
         // fire in order; each firing may change what is due next
         for _ in 0..64 {
-            let Some(due) = tracked.clocks.next_due().filter(|d| d.at <= now) else {
+            let Some(due) = tracked.clocks.next_due().filter(|d| d.at <= until) else {
                 break;
             };
-            let marked_at = now.max(tracked.clocks.last_input_at());
+            let marked_at = until.max(tracked.clocks.last_input_at());
             if let Err(e) = tracked.clocks.mark_fired(&due, marked_at) {
                 tracing::warn!(incident = %id, error = %e, "could not mark a timer fired");
                 break;

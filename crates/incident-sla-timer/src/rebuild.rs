@@ -62,7 +62,16 @@ pub async fn rebuild_from_jetstream(config: &Config) -> anyhow::Result<RebuildRe
     from_stream::read_all(&js, streams::SLA_EVENTS.name, |msg| {
         let env = Envelope::from_slice(&msg.payload)
             .map_err(|e| format!("on {}: not an event envelope: {e}", msg.subject))?;
-        let after = env.data["after_input"].as_str().map(str::to_owned);
+        // null: written before any input; missing: written by a version that did not record
+        // the order, which cannot be put back
+        let Some(after) = env.data.get("after_input") else {
+            return Err(format!(
+                "SLA event {} has no after_input (written before the order was recorded): \
+                 the log cannot be rebuilt in its order from the streams",
+                env.id
+            ));
+        };
+        let after = after.as_str().map(str::to_owned);
         own.push_back((env, after));
         Ok(())
     })
@@ -145,7 +154,9 @@ pub async fn rebuild_from_jetstream(config: &Config) -> anyhow::Result<RebuildRe
     let (engine, _) = crate::rebuild(&log).context("reading the rebuilt log")?;
     report.incidents = engine.incidents().count();
     report.breaches = engine.breaches().len();
+    let head = log.head().seq;
     drop(log);
+    staging.check_not_empty(head)?;
 
     // inputs after the last one written are delivered again; so is anything the old durable
     // had not acknowledged yet (what the new log holds of it is skipped by its processed id)

@@ -118,10 +118,14 @@ impl Writer {
     /// start) was handled; `None`: nothing was waiting.
     pub fn catch_up_to(&self, target: Option<u64>) {
         match target {
-            Some(t) if self.seen_seq.load(Ordering::SeqCst) < t => {
+            Some(t) => {
+                // the target first, then the check: a delivery handled in between sees it
                 self.catch_up_target.store(t, Ordering::SeqCst);
+                if self.seen_seq.load(Ordering::SeqCst) >= t {
+                    self.caught_up.send_replace(true);
+                }
             }
-            _ => {
+            None => {
                 self.caught_up.send_replace(true);
             }
         }
@@ -194,7 +198,10 @@ impl Writer {
         let _guard = self.lock.lock().await;
         let seq = d.stream_sequence;
         let handled = self.record_delivery(d).await;
-        self.saw(seq);
+        // a delivery to be retried is not in yet
+        if !matches!(handled, Handled::Retry(_)) {
+            self.saw(seq);
+        }
         handled
     }
 
@@ -223,7 +230,7 @@ impl Writer {
             let Ok(mut engine) = self.engine.lock() else {
                 return Handled::Retry("engine lock poisoned".into());
             };
-            match engine.on_incident_event(&env) {
+            match engine.on_incident_event(&env, Timestamp::now()) {
                 Ok(d) => d,
                 Err(e) => {
                     self.counters.rejected.fetch_add(1, Ordering::Relaxed);
@@ -232,7 +239,18 @@ impl Writer {
             }
         };
         self.tag(&mut derived.events, Some(&env.id));
-        let mut reqs = vec![AppendRequest {
+        // timers due before the input are recorded before it, after the previous input
+        self.tag(&mut derived.fired_before, None);
+        let mut reqs: Vec<AppendRequest> = (!derived.fired_before.is_empty())
+            .then(|| AppendRequest {
+                stream: env.subject.clone(),
+                expected: ExpectedVersion::Any,
+                events: derived.fired_before.iter().map(new_event).collect(),
+                processed: Vec::new(),
+            })
+            .into_iter()
+            .collect();
+        reqs.push(AppendRequest {
             stream: input_stream(&env.subject),
             expected: ExpectedVersion::Any,
             events: vec![NewEvent {
@@ -240,9 +258,10 @@ impl Writer {
                 bytes: env.to_canonical_bytes(),
             }],
             processed: vec![d.id.clone()],
-        }];
+        });
         reqs.extend(Self::derived_request(&env.subject, &derived));
-        let events = derived.events.clone();
+        let mut events = derived.fired_before.clone();
+        events.extend(derived.events.iter().cloned());
         match self.append(reqs).await {
             Ok(()) => {
                 self.set_last_input(Some(env.id.clone()));

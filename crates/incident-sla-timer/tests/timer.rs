@@ -455,3 +455,67 @@ async fn the_grpc_api_answers_bad_requests_with_clear_codes() {
     assert_eq!(at_risk.clocks[0].clock.as_ref().unwrap().clock, "response");
     h.shutdown().await;
 }
+
+/// Consumes `envs` through a writer without a timer task (as while catching up after an outage).
+async fn consume_only(log: &EventLog, envs: &[Envelope]) -> Arc<Writer> {
+    let mut engine = rebuild(log).unwrap().0;
+    let activation = engine.activate(PolicySet::from_toml(POLICY).unwrap(), t0());
+    let writer = Arc::new(Writer::new(
+        log.clone(),
+        Arc::new(Mutex::new(engine)),
+        Arc::new(Notify::new()),
+        Arc::new(Notify::new()),
+    ));
+    if let Some(env) = activation {
+        writer.activate(env).await.unwrap();
+    }
+    for env in envs {
+        assert_eq!(writer.on_delivery(delivery(env)).await, Handled::Done);
+    }
+    writer
+}
+
+#[tokio::test]
+async fn an_acknowledgement_after_the_deadline_comes_after_the_breach() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).unwrap();
+    // opened at 0, acknowledged at 3 s: 1 s past the 2 s response target, and consumed only
+    // now, long after both
+    let writer = consume_only(
+        &log,
+        &[
+            incident_event(0, opened_p1()),
+            incident_event(3000, EventKind::Acknowledged),
+        ],
+    )
+    .await;
+    let types: Vec<String> = log
+        .read_from(1)
+        .map(|r| Envelope::from_slice(&r.unwrap().event).unwrap())
+        .filter(|e| e.source == "incident-sla" && e.subject != "_policy")
+        .map(|e| format!("{} {}", e.ty, e.data["clock"].as_str().unwrap_or("")))
+        .collect();
+    // the response warning (1 s), the resolution warning and the response breach (both at
+    // 2 s) fire before the acknowledgement is applied, which then stops a breached clock
+    assert_eq!(
+        types,
+        [
+            "sla.started.v1 ",
+            "sla.warning.v1 response",
+            "sla.warning.v1 resolution",
+            "sla.breached.v1 response",
+            "sla.met.v1 response",
+        ],
+    );
+    let breaches: Vec<_> = writer.engine.lock().unwrap().breaches().to_vec();
+    assert_eq!(breaches.len(), 1);
+    assert_eq!(breaches[0].clock, incident_sla::ClockKind::Response);
+    assert!(breaches[0].late_ms > 1000, "{}", breaches[0].late_ms);
+
+    // the log folds back to the same breaches, and a restart fires nothing of it again
+    drop(writer);
+    let engine = rebuild(&log).unwrap().0;
+    assert_eq!(engine.breaches().len(), 1);
+    let next = engine.next_due_at().unwrap();
+    assert_eq!(next, at_ms(4000), "the resolution breach is still ahead");
+}

@@ -136,12 +136,27 @@ impl World {
         let id = self.id();
         let env = stored::encode(&event, &id);
         append(&self.intake, incident, std::slice::from_ref(&env));
-        let derived = self.engine.on_incident_event(&env).unwrap();
-        let mut reqs = vec![AppendRequest::new(
+        let derived = self.engine.on_incident_event(&env, env.time).unwrap();
+        // as the service does: timers due before the input are recorded before it
+        let mut reqs: Vec<AppendRequest> = (!derived.fired_before.is_empty())
+            .then(|| {
+                AppendRequest::new(
+                    incident,
+                    ExpectedVersion::Any,
+                    derived
+                        .fired_before
+                        .iter()
+                        .map(|e| NewEvent::new(e.id.clone(), e.to_canonical_bytes()))
+                        .collect(),
+                )
+            })
+            .into_iter()
+            .collect();
+        reqs.push(AppendRequest::new(
             format!("input.{incident}"),
             ExpectedVersion::Any,
             vec![NewEvent::new(env.id.clone(), env.to_canonical_bytes())],
-        )];
+        ));
         if !derived.events.is_empty() {
             reqs.push(AppendRequest::new(
                 incident,
