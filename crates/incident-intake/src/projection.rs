@@ -9,7 +9,8 @@ use incident_domain::{
 
 #[derive(Debug, Default)]
 pub struct Projection {
-    incidents: BTreeMap<IncidentId, Incident>,
+    /// Boxed: the tree's nodes then move pointers, not whole incidents, as it grows.
+    incidents: BTreeMap<IncidentId, Box<Incident>>,
     by_dedup: HashMap<String, IncidentId>,
     by_request: HashMap<String, IncidentId>,
 }
@@ -34,7 +35,7 @@ impl Filter {
 
 impl Projection {
     pub fn get(&self, id: &IncidentId) -> Option<&Incident> {
-        self.incidents.get(id)
+        self.incidents.get(id).map(|b| &**b)
     }
 
     pub fn len(&self) -> usize {
@@ -56,10 +57,13 @@ impl Projection {
 
     /// Folds one event in and returns the incident after it.
     pub fn apply(&mut self, event: &IncidentEvent) -> Result<&Incident, HistoryError> {
-        let before = self.incidents.remove(&event.incident_id);
+        let before = self.incidents.remove(&event.incident_id).map(|b| *b);
         let after = evolve(before, event)?;
         self.index(&after, &event.kind);
-        Ok(self.incidents.entry(after.id.clone()).or_insert(after))
+        Ok(self
+            .incidents
+            .entry(after.id.clone())
+            .or_insert(Box::new(after)))
     }
 
     /// Replaces an incident's state as a whole (after a batch decided on a copy).
@@ -67,7 +71,7 @@ impl Projection {
         for kind in kinds {
             self.index(&inc, kind);
         }
-        self.incidents.insert(inc.id.clone(), inc);
+        self.incidents.insert(inc.id.clone(), Box::new(inc));
     }
 
     fn index(&mut self, inc: &Incident, kind: &EventKind) {
@@ -98,7 +102,7 @@ impl Projection {
         before: Option<&IncidentId>,
         limit: usize,
     ) -> (Vec<Incident>, Option<IncidentId>) {
-        let range: Box<dyn DoubleEndedIterator<Item = (&IncidentId, &Incident)>> = match before {
+        let range: Box<dyn DoubleEndedIterator<Item = (&IncidentId, &Box<Incident>)>> = match before {
             Some(b) => Box::new(self.incidents.range(..b.clone())),
             None => Box::new(self.incidents.iter()),
         };
@@ -109,7 +113,7 @@ impl Projection {
                 next = out.last().map(|i: &Incident| i.id.clone());
                 break;
             }
-            out.push(inc.clone());
+            out.push(Incident::clone(inc));
         }
         (out, next)
     }
