@@ -102,7 +102,8 @@ impl Projection {
         before: Option<&IncidentId>,
         limit: usize,
     ) -> (Vec<Incident>, Option<IncidentId>) {
-        let range: Box<dyn DoubleEndedIterator<Item = (&IncidentId, &Box<Incident>)>> = match before {
+        let range: Box<dyn DoubleEndedIterator<Item = (&IncidentId, &Box<Incident>)>> = match before
+        {
             Some(b) => Box::new(self.incidents.range(..b.clone())),
             None => Box::new(self.incidents.iter()),
         };
