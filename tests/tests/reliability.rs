@@ -245,3 +245,23 @@ async fn a_damaged_log_is_rebuilt_from_jetstream() {
         "the rebuilt log republished nothing; only C is new"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_does_not_start_while_its_log_is_being_rebuilt() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("intake");
+    // what a rebuild stopped between moving the damaged log aside and the new one in leaves
+    std::fs::create_dir_all(data.join("log.rebuilding")).unwrap();
+    let mut refused = start_intake(&nats, &data);
+    let status = refused
+        .wait_exit(Duration::from_secs(20))
+        .expect("it refuses to start");
+    assert!(!status.success());
+    assert!(
+        refused.log().contains("log.rebuilding exists"),
+        "{}",
+        refused.log()
+    );
+    assert!(!data.join("log").exists(), "no empty log was created");
+}

@@ -170,6 +170,25 @@ impl Drop for Staging {
     }
 }
 
+/// Refuses to start a service while a rebuild of its log is running or was interrupted (its
+/// copy `<log_dir>.rebuilding` exists): the log in place may be the damaged one, or missing if
+/// the rebuild stopped between moving it aside and moving the new one in.
+pub fn refuse_if_rebuilding(log_dir: &Path) -> Result<(), RebuildError> {
+    let name = log_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "log".into());
+    let staging = log_dir.with_file_name(format!("{name}.rebuilding"));
+    if staging.exists() {
+        return Err(RebuildError::Io(format!(
+            "{} exists: a rebuild of this log is running or was interrupted; let it finish, or \
+             remove that folder and run the rebuild again",
+            staging.display()
+        )));
+    }
+    Ok(())
+}
+
 /// How many records a (possibly damaged) log still shows; None when it cannot be opened.
 fn readable_records(log_dir: &Path) -> Option<u64> {
     if !log_dir.exists() {

@@ -103,6 +103,7 @@ pub async fn run(
     }
 
     let log_dir = config.data_dir.join("log");
+    incident_bus::rebuild::refuse_if_rebuilding(&log_dir)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let (log, state) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {

@@ -125,6 +125,7 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let log_dir = config.data_dir.join("log");
+    incident_bus::rebuild::refuse_if_rebuilding(&log_dir)?;
     let (log, (mut engine, last_input)) =
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let log = EventLog::open(&log_dir).with_context(|| {
