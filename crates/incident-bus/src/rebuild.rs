@@ -41,7 +41,7 @@ pub struct SetAside {
 
 /// Moves `log_dir` to `<log_dir>.damaged-<UTC time>` next to it, if it exists, so nothing is
 /// deleted; the caller writes a new log at `log_dir`.
-pub fn set_aside(log_dir: &Path) -> Result<Option<SetAside>, RebuildError> {
+fn set_aside(log_dir: &Path) -> Result<Option<SetAside>, RebuildError> {
     if !log_dir.exists() {
         return Ok(None);
     }

@@ -227,12 +227,9 @@ pub async fn run(
         .router
         .add_service(incident_audit::service(log.clone(), "incident-intake"))
         .add_service(IntakeServiceServer::new(api).max_decoding_message_size(1024 * 1024))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
-            async move {
-                let _ = grpc_stop.changed().await;
-            },
-        );
+        .serve_with_incoming_shutdown(incident_runtime::grpc_incoming(grpc), async move {
+            let _ = grpc_stop.changed().await;
+        });
     let grpc_task = tokio::spawn(grpc_server);
 
     shutdown.await;

@@ -17,7 +17,7 @@ use incident_eventlog::{AppendRequest, EventLog, ExpectedVersion, NewEvent};
 
 use crate::{Config, RELAY_CURSOR};
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize)]
 pub struct RebuildReport {
     pub events: u64,
     pub incidents: usize,

@@ -250,12 +250,9 @@ pub async fn run(
             .router
             .add_service(incident_audit::service(log.clone(), "incident-notifier"))
             .add_service(NotificationServiceServer::new(api))
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
-                async move {
-                    let _ = grpc_stop.changed().await;
-                },
-            ),
+            .serve_with_incoming_shutdown(incident_runtime::grpc_incoming(grpc), async move {
+                let _ = grpc_stop.changed().await;
+            }),
     );
 
     shutdown.await;

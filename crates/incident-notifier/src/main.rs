@@ -16,16 +16,10 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     incident_runtime::init_tracing(&config.log_format);
     if config.rebuild_log_from_jetstream {
-        match incident_notifier::rebuild::rebuild_from_jetstream(&config).await {
-            Ok(report) => {
-                println!("{}", report.to_json());
-                return Ok(());
-            }
-            Err(e) => {
-                eprintln!("incident-notifier: rebuilding the log from JetStream failed: {e:#}");
-                std::process::exit(1);
-            }
-        }
+        let result = incident_notifier::rebuild::rebuild_from_jetstream(&config)
+            .await
+            .map(|r| r.to_json());
+        incident_runtime::finish_rebuild("incident-notifier", result);
     }
     let routes = match config.load_routes() {
         Ok(r) => r,

@@ -90,7 +90,7 @@ pub struct RebuildReport {
 }
 
 impl RebuildReport {
-    /// The one-line report the binary prints.
+    /// The report the binary prints (under `rebuilt`).
     pub fn to_json(&self) -> Value {
         let by_status: serde_json::Map<String, Value> = self
             .by_status
@@ -112,7 +112,7 @@ impl RebuildReport {
                 )
             })
             .collect();
-        json!({"rebuilt": {
+        json!({
             "events": self.events,
             "duplicates_skipped": self.duplicates_skipped,
             "inputs_processed": self.inputs_processed,
@@ -123,7 +123,7 @@ impl RebuildReport {
             "consumers": consumers,
             "damaged_log_kept_at": self.damaged_log_kept_at.as_ref().map(|p| p.display().to_string()),
             "damaged_log_records": self.damaged_log_records,
-        }})
+        })
     }
 }
 
@@ -189,12 +189,7 @@ impl Writer<'_> {
     }
 
     fn write(&mut self) -> Result<(), String> {
-        let batch = std::mem::take(&mut self.batch);
-        let n = batch.len() as u64;
-        for r in self.log.append_batch(batch) {
-            r.map_err(|e| e.to_string())?;
-        }
-        self.written += n;
+        self.written += from_stream::append_all(self.log, std::mem::take(&mut self.batch))?;
         Ok(())
     }
 }

@@ -65,6 +65,27 @@ pub async fn bind_and_announce(
     Ok((grpc, http))
 }
 
+/// The accepted connections of a service's gRPC listener, with TCP_NODELAY: tonic leaves
+/// Nagle's algorithm on, which held small answers back (BENCHMARKS.md).
+pub fn grpc_incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// Ends a `--rebuild-log-from-jetstream` run: the report as one JSON line
+/// `{"rebuilt": ...}` on standard output and exit 0, or the error on standard error and exit 1.
+pub fn finish_rebuild(service: &str, result: anyhow::Result<serde_json::Value>) -> ! {
+    match result {
+        Ok(report) => {
+            println!("{}", serde_json::json!({ "rebuilt": report }));
+            std::process::exit(0)
+        }
+        Err(e) => {
+            eprintln!("{service}: rebuilding the log from JetStream failed: {e:#}");
+            std::process::exit(1)
+        }
+    }
+}
+
 /// Server reflection v1 and v1alpha for `incident.v1` and `grpc.health.v1`.
 pub fn reflection() -> anyhow::Result<(
     tonic_reflection::server::v1::ServerReflectionServer<

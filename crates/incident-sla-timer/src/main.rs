@@ -14,28 +14,10 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     incident_runtime::init_tracing(&config.log_format);
     if config.rebuild_log_from_jetstream {
-        match incident_sla_timer::rebuild::rebuild_from_jetstream(&config).await {
-            Ok(r) => {
-                println!(
-                    "{}",
-                    serde_json::json!({"rebuilt": {
-                        "inputs": r.inputs,
-                        "sla_events": r.sla_events,
-                        "unplaced": r.unplaced,
-                        "incidents": r.incidents,
-                        "breaches": r.breaches,
-                        "consumer_resumes_after": r.consumer_resumes_after,
-                        "damaged_log_kept_at": r.damaged_log_kept_at.map(|p| p.display().to_string()),
-                        "damaged_log_records": r.damaged_log_records,
-                    }})
-                );
-                return Ok(());
-            }
-            Err(e) => {
-                eprintln!("incident-sla: rebuilding the log from JetStream failed: {e:#}");
-                std::process::exit(1);
-            }
-        }
+        let result = incident_sla_timer::rebuild::rebuild_from_jetstream(&config)
+            .await
+            .and_then(|r| Ok(serde_json::to_value(r)?));
+        incident_runtime::finish_rebuild("incident-sla", result);
     }
     let (grpc, http) =
         incident_runtime::bind_and_announce(config.grpc_addr, config.http_addr).await?;

@@ -26,7 +26,7 @@ use incident_eventlog::{AppendRequest, EventLog, ExpectedVersion, NewEvent};
 
 use crate::{Config, RELAY_CURSOR, writer};
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize)]
 pub struct RebuildReport {
     /// Incident events written as inputs.
     pub inputs: u64,
