@@ -6,8 +6,9 @@ use std::path::Path;
 
 use crate::error::LogError;
 use crate::layout;
+use crate::layout::RecordRef;
 use crate::log::Inner;
-use crate::record::{Damage, Head, Record, check_hash, check_link};
+use crate::record::{Damage, Head, Record, check_hash_parts, check_link_parts};
 
 /// Records `start..=end` from sled, checked as they are decoded.
 pub(crate) struct Records<'a> {
@@ -43,6 +44,27 @@ impl<'a> Records<'a> {
     }
 
     fn step(&mut self) -> Result<Record, LogError> {
+        self.step_with(|r| r.to_record())
+    }
+
+    /// Whether there is a record left to read.
+    pub(crate) fn remaining(&self) -> bool {
+        !self.done && self.next <= self.end
+    }
+
+    /// Reads, checks and hands the next record to `f` without copying it out of sled.
+    pub(crate) fn step_with<T>(
+        &mut self,
+        f: impl FnOnce(RecordRef<'_>) -> T,
+    ) -> Result<T, LogError> {
+        let r = self.step_inner(f);
+        if r.is_err() {
+            self.done = true;
+        }
+        r
+    }
+
+    fn step_inner<T>(&mut self, f: impl FnOnce(RecordRef<'_>) -> T) -> Result<T, LogError> {
         let expected = self.next;
         let damaged = |d| LogError::damaged(self.path, d);
         let (key, value) = match self.iter.next() {
@@ -70,19 +92,22 @@ impl<'a> Records<'a> {
                 format!("missing (the next record stored is {seq})"),
             )));
         }
-        let rec = layout::decode_record(seq, &value).map_err(damaged)?;
+        let rec = layout::decode_record_ref(seq, &value).map_err(damaged)?;
         if let Some(prev) = &self.prev {
-            check_link(prev, &rec).map_err(damaged)?;
+            check_link_parts(prev, rec.seq, &rec.prev_hash).map_err(damaged)?;
         }
         if self.check_hashes {
-            check_hash(&rec).map_err(damaged)?;
+            check_hash_parts(rec.seq, &rec.prev_hash, rec.event, &rec.hash).map_err(damaged)?;
         }
-        self.prev = Some(Head::from(&rec));
+        self.prev = Some(Head {
+            seq,
+            hash: rec.hash,
+        });
         if seq >= self.end {
             self.done = true;
         }
         self.next = seq.saturating_add(1);
-        Ok(rec)
+        Ok(f(rec))
     }
 }
 
@@ -93,11 +118,7 @@ impl Iterator for Records<'_> {
         if self.done || self.next > self.end {
             return None;
         }
-        let r = self.step();
-        if r.is_err() {
-            self.done = true;
-        }
-        Some(r)
+        Some(self.step())
     }
 }
 

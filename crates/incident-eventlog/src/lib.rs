@@ -36,6 +36,7 @@ mod store;
 
 pub use append::{AppendRequest, Appended, ExpectedVersion, NewEvent};
 pub use error::{AppendError, LogError};
+pub use layout::RecordRef;
 pub use log::{EventLog, Options, open_db};
 pub use record::{Damage, GENESIS, Head, Record, chain_hash, verify_chain};
 pub use store::EventStore;

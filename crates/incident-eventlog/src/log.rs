@@ -15,7 +15,7 @@ use crate::append::{AppendRequest, Appended};
 use crate::checks::{check_meta, load_head, verify_tail};
 use crate::error::{AppendError, LogError};
 use crate::iter::{Records, StreamRecords};
-use crate::layout::{self, HEAD_KEY};
+use crate::layout::{self, HEAD_KEY, RecordRef};
 use crate::record::{Damage, Head, Record, chain_hash};
 
 /// How [`EventLog::open_with`] opens a log.
@@ -152,6 +152,23 @@ impl EventLog {
     /// [`EventLog::verify`]); the first damage ends the iteration with an error.
     pub fn read_from(&self, seq: u64) -> impl Iterator<Item = Result<Record, LogError>> + '_ {
         self.inner.read_from(seq)
+    }
+
+    /// [`EventLog::read_from`] without copying: hands each record, borrowed from the store, to
+    /// `f`, with the same checks. Stops at the first damage or the first error `f` returns.
+    /// Returns the number of records visited. For start-up folds of long logs.
+    pub fn visit_from<E: From<LogError>>(
+        &self,
+        seq: u64,
+        mut f: impl FnMut(RecordRef<'_>) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let mut records = self.inner.read_from(seq);
+        let mut visited = 0;
+        while records.remaining() {
+            records.step_with(&mut f)??;
+            visited += 1;
+        }
+        Ok(visited)
     }
 
     /// The records of one stream in version order.

@@ -129,27 +129,32 @@ impl std::error::Error for Damage {}
 /// Checks that `rec` follows `head`: the next sequence number, and `prev_hash` equal to the
 /// head's hash. Cheap: no hashing.
 pub(crate) fn check_link(head: &Head, rec: &Record) -> Result<(), Damage> {
+    check_link_parts(head, rec.seq, &rec.prev_hash)
+}
+
+/// [`check_link`] on a record's seq and `prev_hash`.
+pub(crate) fn check_link_parts(head: &Head, seq: u64, prev_hash: &[u8; 32]) -> Result<(), Damage> {
     let expected = head.seq.checked_add(1).ok_or_else(|| {
         Damage::new(
-            rec.seq,
+            seq,
             "follows a record whose sequence number is the largest possible",
         )
     })?;
-    if rec.seq > expected {
+    if seq > expected {
         return Err(Damage::new(
             expected,
-            format!("missing (the next record present is {})", rec.seq),
+            format!("missing (the next record present is {})", seq),
         ));
     }
-    if rec.seq < expected {
+    if seq < expected {
         return Err(Damage::new(
-            rec.seq,
+            seq,
             format!("out of order: record {expected} was expected here"),
         ));
     }
-    if rec.prev_hash != head.hash {
+    if *prev_hash != head.hash {
         return Err(Damage::new(
-            rec.seq,
+            seq,
             format!(
                 "its prev_hash does not match the hash of record {}",
                 head.seq
@@ -161,10 +166,20 @@ pub(crate) fn check_link(head: &Head, rec: &Record) -> Result<(), Damage> {
 
 /// Checks that the record's hash is the hash of its contents.
 pub(crate) fn check_hash(rec: &Record) -> Result<(), Damage> {
-    if rec.hash_matches() {
+    check_hash_parts(rec.seq, &rec.prev_hash, &rec.event, &rec.hash)
+}
+
+/// [`check_hash`] on a record's parts.
+pub(crate) fn check_hash_parts(
+    seq: u64,
+    prev_hash: &[u8; 32],
+    event: &[u8],
+    hash: &[u8; 32],
+) -> Result<(), Damage> {
+    if chain_hash(prev_hash, event) == *hash {
         Ok(())
     } else {
-        Err(Damage::new(rec.seq, "hash does not match its contents"))
+        Err(Damage::new(seq, "hash does not match its contents"))
     }
 }
 

@@ -169,6 +169,15 @@ fn a_missing_record_in_the_middle_is_found() {
     assert_eq!(read.len(), 5);
     assert!(read[..4].iter().all(Result::is_ok));
     assert_eq!(damage(read[4].as_ref().unwrap_err()).seq, 5);
+    let mut visited = Vec::new();
+    let e = log
+        .visit_from(1, |r| {
+            visited.push(r.seq);
+            Ok::<_, LogError>(())
+        })
+        .unwrap_err();
+    assert_eq!(visited, [1, 2, 3, 4]);
+    assert_eq!(damage(&e).seq, 5);
     assert_eq!(damage(&log.verify().unwrap_err()).seq, 5);
     assert_eq!(damage(&log.get(5).unwrap_err()).seq, 5);
     // the stream index points at it too

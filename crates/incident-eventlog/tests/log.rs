@@ -94,6 +94,30 @@ fn append_read_and_replay_from_a_seq() {
     assert_eq!(log.read_from(5).count(), 0);
     assert_eq!(log.read_from(u64::MAX).count(), 0);
 
+    // visiting stops at the visitor's first error and returns it
+    #[derive(Debug)]
+    enum Stop {
+        At(u64),
+        Log,
+    }
+    impl From<incident_eventlog::LogError> for Stop {
+        fn from(_: incident_eventlog::LogError) -> Self {
+            Stop::Log
+        }
+    }
+    let mut seen = Vec::new();
+    let stopped = log.visit_from(2, |r| {
+        seen.push(r.event_id.to_owned());
+        if r.seq == 3 {
+            Err(Stop::At(r.seq))
+        } else {
+            Ok(())
+        }
+    });
+    assert!(matches!(stopped, Err(Stop::At(3))), "{stopped:?}");
+    assert_eq!(seen, ["e2", "e3"]);
+    assert_eq!(log.visit_from(5, |_| Ok::<_, Stop>(())).unwrap(), 0);
+
     assert_eq!(log.get(2).unwrap().unwrap(), recs[1]);
     assert_eq!(log.get(0).unwrap(), None);
     assert_eq!(log.get(5).unwrap(), None);

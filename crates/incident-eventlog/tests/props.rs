@@ -212,6 +212,17 @@ proptest! {
         let tail: Vec<u64> = log.read_from(from).map(|r| r.unwrap().seq).collect();
         let want: Vec<u64> = (from.max(1)..=model.records.len() as u64).collect();
         prop_assert_eq!(tail, want);
+        // visiting borrowed records sees exactly what reading copies out
+        let mut visited = Vec::new();
+        let n = log
+            .visit_from(from, |r| {
+                visited.push(r.to_record());
+                Ok::<_, incident_eventlog::LogError>(())
+            })
+            .unwrap();
+        let read: Vec<_> = log.read_from(from).map(Result::unwrap).collect();
+        prop_assert_eq!(n, read.len() as u64);
+        prop_assert_eq!(visited, read);
 
         let head = log.head();
         drop(log);
