@@ -2,9 +2,12 @@
 //! and its canonical bytes: object keys sorted, no insignificant whitespace. The hash chain of a
 //! service's log is computed over exactly these bytes.
 
+use std::borrow::Cow;
+
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use thiserror::Error;
 
 pub const SPEC_VERSION: &str = "1.0";
@@ -70,21 +73,61 @@ impl Envelope {
     pub fn from_slice(bytes: &[u8]) -> Result<Self, EnvelopeError> {
         let env: Envelope =
             serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Json(e.to_string()))?;
-        if env.specversion != SPEC_VERSION {
-            return Err(EnvelopeError::SpecVersion(env.specversion));
-        }
-        for (name, v) in [
-            ("id", &env.id),
-            ("source", &env.source),
-            ("type", &env.ty),
-            ("subject", &env.subject),
-        ] {
-            if v.is_empty() {
-                return Err(EnvelopeError::Empty(name));
-            }
-        }
+        check(
+            &env.specversion,
+            [&env.id, &env.source, &env.ty, &env.subject],
+        )?;
         Ok(env)
     }
+}
+
+/// An envelope read without building its data: the strings are borrowed from the bytes where
+/// the JSON has no escapes, and `data` stays raw JSON for a typed decode
+/// ([`crate::stored::decode_slice`]). Accepts exactly what [`Envelope::from_slice`] accepts.
+#[derive(Debug, Deserialize)]
+pub struct EnvelopeRef<'a> {
+    #[serde(borrow)]
+    pub specversion: Cow<'a, str>,
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub source: Cow<'a, str>,
+    #[serde(rename = "type", borrow)]
+    pub ty: Cow<'a, str>,
+    #[serde(borrow)]
+    pub subject: Cow<'a, str>,
+    pub time: Timestamp,
+    #[serde(borrow)]
+    pub datacontenttype: Cow<'a, str>,
+    #[serde(borrow)]
+    pub data: &'a RawValue,
+}
+
+impl<'a> EnvelopeRef<'a> {
+    /// Parses and checks an envelope, as [`Envelope::from_slice`] does.
+    pub fn from_slice(bytes: &'a [u8]) -> Result<Self, EnvelopeError> {
+        let env: EnvelopeRef<'a> =
+            serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Json(e.to_string()))?;
+        check(
+            &env.specversion,
+            [&env.id, &env.source, &env.ty, &env.subject],
+        )?;
+        Ok(env)
+    }
+}
+
+/// The checks every parsed envelope passes: the spec version, and no empty id, source, type or
+/// subject (in that order).
+fn check<S: AsRef<str>>(specversion: &str, fields: [S; 4]) -> Result<(), EnvelopeError> {
+    if specversion != SPEC_VERSION {
+        return Err(EnvelopeError::SpecVersion(specversion.to_owned()));
+    }
+    for (name, v) in ["id", "source", "type", "subject"].into_iter().zip(fields) {
+        if v.as_ref().is_empty() {
+            return Err(EnvelopeError::Empty(name));
+        }
+    }
+    Ok(())
 }
 
 /// Writes `value` as JSON with object keys in byte order and no whitespace.

@@ -1,6 +1,7 @@
 //! The event decoder never panics, whatever bytes arrive: arbitrary bytes, arbitrary JSON, and
 //! valid envelopes with mangled fields are errors or events, nothing else. Valid events survive
-//! a round trip through their canonical bytes.
+//! a round trip through their canonical bytes. The fast path that reads straight from the bytes
+//! (`stored::decode_slice`) accepts, refuses and decodes exactly like the envelope path.
 
 use incident_domain::stored::{self, TYPES};
 use incident_domain::testing::{ev, opened};
@@ -24,14 +25,32 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
+/// Decodes `bytes` both ways and checks they agree: the same event, or both refusing (with the
+/// same reason once the envelope itself was accepted; reading from the bytes may add where).
+fn decode_both(bytes: &[u8]) -> Result<IncidentEvent, String> {
+    let slow = Envelope::from_slice(bytes).map(|env| stored::decode(&env));
+    let fast = stored::decode_slice(bytes);
+    match (slow, fast) {
+        (Ok(Ok(a)), Ok(b)) => {
+            assert_eq!(a, b);
+            Ok(a)
+        }
+        (Ok(Err(a)), Err(stored::ReadError::Decode(b))) => {
+            let (a, b) = (a.to_string(), b.to_string());
+            assert!(b.starts_with(&a), "{a:?} against {b:?}");
+            Err(a)
+        }
+        (Err(a), Err(stored::ReadError::Envelope(_))) => Err(a.to_string()),
+        (slow, fast) => panic!("the two decoders disagree: {slow:?} against {fast:?}"),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-        if let Ok(env) = Envelope::from_slice(&bytes) {
-            let _ = stored::decode(&env);
-        }
+        let _ = decode_both(&bytes);
     }
 
     #[test]
@@ -45,9 +64,7 @@ proptest! {
             "subject": subject, "time": "2026-12-01T09:00:00Z",
             "datacontenttype": "application/json", "data": data,
         });
-        if let Ok(env) = Envelope::from_slice(env.to_string().as_bytes()) {
-            let _ = stored::decode(&env);
-        }
+        let _ = decode_both(env.to_string().as_bytes());
     }
 
     #[test]
@@ -62,8 +79,43 @@ proptest! {
         }
         for event in [open, ev(minutes, EventKind::PutOnHold { reason })] {
             let bytes = stored::encode(&event, "0193a1b2-c3d4-7e5f-8a9b-000000000001").to_canonical_bytes();
-            let back = stored::decode(&Envelope::from_slice(&bytes).unwrap()).unwrap();
+            let back = decode_both(&bytes).unwrap();
             prop_assert_eq!(back, event);
         }
     }
+}
+
+#[test]
+fn both_decoders_refuse_the_same_envelopes() {
+    let good = json!({
+        "specversion": "1.0", "id": "x", "source": "incident-intake",
+        "type": "incident.acknowledged.v1", "subject": "INC-1",
+        "time": "2026-12-01T09:00:00Z", "datacontenttype": "application/json",
+        "data": {"actor": "ann"},
+    });
+    assert!(decode_both(good.to_string().as_bytes()).is_ok());
+    let mangled: [(&str, Value); 8] = [
+        ("specversion", json!("0.3")),
+        ("id", json!("")),
+        ("subject", json!("")),
+        ("type", json!("incident.unknown.v1")),
+        ("time", json!("yesterday")),
+        ("data", json!({"actor": 7})),
+        ("data", json!(null)),
+        ("source", json!(3)),
+    ];
+    for (field, value) in mangled {
+        let mut env = good.clone();
+        env[field] = value;
+        let e = decode_both(env.to_string().as_bytes());
+        assert!(e.is_err(), "{field} mangled was accepted");
+    }
+    let mut no_data = good.clone();
+    no_data.as_object_mut().unwrap().remove("data");
+    assert!(decode_both(no_data.to_string().as_bytes()).is_err());
+    // escaped strings are read, not borrowed
+    let mut escaped = good.clone();
+    escaped["data"] = json!({"actor": "a\"b\u{e9}"});
+    let event = decode_both(escaped.to_string().as_bytes()).unwrap();
+    assert_eq!(event.actor, "a\"b\u{e9}");
 }

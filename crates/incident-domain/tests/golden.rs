@@ -117,6 +117,11 @@ fn every_stored_type_has_a_golden_file_that_still_reads() {
             "{ty}: decodes to the event"
         );
         assert_eq!(
+            &stored::decode_slice(&text).unwrap(),
+            event,
+            "{ty}: decodes to the event straight from the bytes"
+        );
+        assert_eq!(
             env.to_canonical_bytes(),
             encoded.to_canonical_bytes(),
             "{ty}: today's encoder writes the same bytes"
