@@ -98,7 +98,7 @@ impl Source {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Comment {
     pub author: String,
     pub text: String,
@@ -109,7 +109,9 @@ pub struct Comment {
 /// count keeps growing, the list keeps the first and the latest ones).
 pub const MAX_SOURCES: usize = 50;
 
-#[derive(Debug, Clone, PartialEq)]
+/// Serialized only in intake's snapshot of its state (`incident-intake` `snapshot.rs`, which
+/// pins the shape with a golden test); events never carry it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
     pub id: IncidentId,
     pub title: String,
