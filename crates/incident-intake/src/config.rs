@@ -48,6 +48,11 @@ pub struct Config {
     pub nats_auth: incident_bus::NatsAuth,
     #[command(flatten)]
     pub tls: incident_runtime::tls::TlsArgs,
+    /// Snapshots of the state: a start that folds at least this many records writes one (in the
+    /// background), and a clean shutdown writes one; a start then folds only the records after
+    /// it. 0 turns snapshots off (none read, none written).
+    #[arg(long, env = "SNAPSHOT_AFTER_EVENTS", default_value_t = 100_000)]
+    pub snapshot_after_events: u64,
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -69,6 +74,7 @@ impl Config {
             nats_auth: incident_bus::NatsAuth::default(),
             tls: incident_runtime::tls::TlsArgs::default(),
             duplicate_window_secs: 120,
+            snapshot_after_events: 100_000,
             log_format: "text".into(),
         }
     }

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod processor;
 pub mod projection;
 pub mod rebuild;
+pub mod snapshot;
 pub mod sources;
 
 use std::future::Future;
@@ -58,17 +59,105 @@ async fn nats_intake(
 /// Folds the whole log into the projection; a record that cannot be read stops the start.
 pub fn rebuild(log: &EventLog) -> anyhow::Result<Projection> {
     let mut state = Projection::default();
-    for rec in log.read_from(1) {
-        let rec = rec.context("reading intake's log")?;
+    fold_from(&mut state, log, 1).map_err(FoldError::into_anyhow)?;
+    Ok(state)
+}
+
+/// Why a fold stopped.
+#[derive(Debug)]
+pub(crate) enum FoldError {
+    /// A record could not be read, or is not an event intake knows.
+    Read(anyhow::Error),
+    /// A record is an event, but does not fit the state it was folded into.
+    History(anyhow::Error),
+}
+
+impl FoldError {
+    pub(crate) fn into_anyhow(self) -> anyhow::Error {
+        match self {
+            FoldError::Read(e) | FoldError::History(e) => e,
+        }
+    }
+}
+
+/// Folds the records from `from` up to the head into `state`; returns how many it folded.
+pub(crate) fn fold_from(
+    state: &mut Projection,
+    log: &EventLog,
+    from: u64,
+) -> Result<u64, FoldError> {
+    let mut folded = 0;
+    for rec in log.read_from(from) {
+        let rec = rec
+            .context("reading intake's log")
+            .map_err(FoldError::Read)?;
         let env = Envelope::from_slice(&rec.event)
-            .with_context(|| format!("log record {}: not an event envelope", rec.seq))?;
+            .with_context(|| format!("log record {}: not an event envelope", rec.seq))
+            .map_err(FoldError::Read)?;
         let event = stored::decode(&env)
-            .with_context(|| format!("log record {}: cannot be read", rec.seq))?;
+            .with_context(|| format!("log record {}: cannot be read", rec.seq))
+            .map_err(FoldError::Read)?;
         state
             .apply(&event)
-            .with_context(|| format!("log record {}: does not fit the history", rec.seq))?;
+            .with_context(|| format!("log record {}: does not fit the history", rec.seq))
+            .map_err(FoldError::History)?;
+        folded += 1;
     }
-    Ok(state)
+    Ok(folded)
+}
+
+/// Loads the state as configured: from the snapshot and the records after it (or the whole log)
+/// when snapshots are on; the whole log, leaving any snapshot alone, when they are off.
+fn load_state(
+    log: &EventLog,
+    snapshot_after: u64,
+) -> anyhow::Result<(Projection, snapshot::Loaded)> {
+    if snapshot_after > 0 {
+        return snapshot::load(log);
+    }
+    let started = std::time::Instant::now();
+    let state = rebuild(log)?;
+    let folded = log.head().seq;
+    Ok((
+        state,
+        snapshot::Loaded {
+            snapshot_seq: None,
+            folded,
+            discarded: None,
+            millis: started.elapsed().as_millis() as u64,
+        },
+    ))
+}
+
+/// Writes the snapshot at shutdown, when the state is the fold of the whole log; a failure is
+/// logged, not fatal (the next start folds more).
+fn shutdown_snapshot(log: &EventLog, state: &RwLock<Projection>) {
+    let started = std::time::Instant::now();
+    let head = log.head();
+    let state = match state.read() {
+        Ok(s) => s,
+        Err(p) => p.into_inner(),
+    };
+    // a durable event that failed to fold (logged when it happened) would make the state differ
+    // from the log; such a state is not saved
+    let events = state.events_folded();
+    if events != head.seq {
+        tracing::warn!(
+            log_head = head.seq,
+            events_in_state = events,
+            "the state does not match the log; no snapshot written"
+        );
+        return;
+    }
+    match snapshot::save(log, &state, head) {
+        Ok(bytes) => tracing::info!(
+            seq = head.seq,
+            bytes,
+            ms = started.elapsed().as_millis() as u64,
+            "snapshot written"
+        ),
+        Err(e) => tracing::warn!(error = %e, "no snapshot written at shutdown"),
+    }
 }
 
 /// Runs intake on the given listeners until `shutdown` completes; then stops taking commands,
@@ -106,17 +195,56 @@ pub async fn run(
     incident_bus::rebuild::refuse_if_rebuilding(&log_dir)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let (log, state) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+    let snapshot_after = config.snapshot_after_events;
+    let (log, state, start_snapshot) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let log = EventLog::open(&log_dir)?;
-        let state = rebuild(&log)?;
-        Ok((log, state))
+        let (state, loaded) = load_state(&log, snapshot_after)?;
+        let head = log.head();
+        tracing::info!(
+            incidents = state.len(),
+            log_head = head.seq,
+            snapshot_seq = loaded.snapshot_seq,
+            folded = loaded.folded,
+            ms = loaded.millis,
+            "state loaded {}",
+            match loaded.snapshot_seq {
+                Some(_) => "from the snapshot and the records after it",
+                None => "by folding the whole log",
+            }
+        );
+        // A start that had to fold many records leaves a snapshot for the next one. It is
+        // encoded here, before the state is shared: nothing else reads or writes it yet, so it
+        // is exactly the fold up to `head` and no command waits on a lock while it is encoded
+        // (a fraction of the fold it saves). Writing it (checksum, sled, fsync) needs no state,
+        // so that runs in the background while intake serves; shutdown waits for it, so it
+        // never lands over the newer snapshot shutdown writes.
+        let start_snapshot = if snapshot_after > 0 && loaded.folded >= snapshot_after {
+            let started = std::time::Instant::now();
+            let bytes = snapshot::encode(&state, head);
+            tracing::info!(
+                seq = head.seq,
+                bytes = bytes.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "snapshot encoded; writing it in the background"
+            );
+            let log = log.clone();
+            Some(tokio::task::spawn_blocking(move || {
+                let started = std::time::Instant::now();
+                match snapshot::write(&log, head, &bytes) {
+                    Ok(()) => tracing::info!(
+                        seq = head.seq,
+                        ms = started.elapsed().as_millis() as u64,
+                        "snapshot written"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "the start's snapshot was not written"),
+                }
+            }))
+        } else {
+            None
+        };
+        Ok((log, state, start_snapshot))
     })
     .await??;
-    tracing::info!(
-        incidents = state.len(),
-        events = log.head().seq,
-        "state rebuilt from the log"
-    );
     let state = Arc::new(RwLock::new(state));
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -206,7 +334,7 @@ pub async fn run(
 
     let shared = http::Shared {
         log: log.clone(),
-        state,
+        state: state.clone(),
         metrics,
         relay: relay_status,
         nats_up,
@@ -242,8 +370,19 @@ pub async fn run(
     let _ = processor_task.await;
     let _ = http_task.await;
     let _ = relay_task.await;
-    let flush = tokio::task::spawn_blocking(move || log.flush()).await?;
+    let flush = {
+        let log = log.clone();
+        tokio::task::spawn_blocking(move || log.flush()).await?
+    };
     flush.context("flushing the log")?;
+    if let Some(task) = start_snapshot {
+        let _ = task.await;
+    }
+    if snapshot_after > 0 {
+        // The processor, the only writer, has drained and applies only what is durable: the
+        // state is the fold of the log up to its head.
+        tokio::task::spawn_blocking(move || shutdown_snapshot(&log, &state)).await?;
+    }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), client.drain()).await;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -7,7 +7,7 @@ use incident_domain::{
     EventKind, HistoryError, Incident, IncidentEvent, IncidentId, Priority, Status, evolve,
 };
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Projection {
     /// Boxed: the tree's nodes then move pointers, not whole incidents, as it grows.
     incidents: BTreeMap<IncidentId, Box<Incident>>,
@@ -33,7 +33,44 @@ impl Filter {
     }
 }
 
+/// A projection taken apart, for the snapshot (`crate::snapshot`), which stores the indexes too:
+/// `by_request` also holds the request ids of repeats, which no incident keeps.
+pub(crate) struct Parts {
+    pub incidents: BTreeMap<IncidentId, Box<Incident>>,
+    pub by_dedup: HashMap<String, IncidentId>,
+    pub by_request: HashMap<String, IncidentId>,
+}
+
+/// A projection's parts, borrowed.
+pub(crate) struct PartsRef<'a> {
+    pub incidents: &'a BTreeMap<IncidentId, Box<Incident>>,
+    pub by_dedup: &'a HashMap<String, IncidentId>,
+    pub by_request: &'a HashMap<String, IncidentId>,
+}
+
 impl Projection {
+    pub(crate) fn parts(&self) -> PartsRef<'_> {
+        PartsRef {
+            incidents: &self.incidents,
+            by_dedup: &self.by_dedup,
+            by_request: &self.by_request,
+        }
+    }
+
+    pub(crate) fn from_parts(parts: Parts) -> Self {
+        Projection {
+            incidents: parts.incidents,
+            by_dedup: parts.by_dedup,
+            by_request: parts.by_request,
+        }
+    }
+
+    /// Events folded in: every event adds one to its incident's version, and every record of
+    /// intake's log is one incident event, so after folding records 1..=n this is n.
+    pub fn events_folded(&self) -> u64 {
+        self.incidents.values().map(|i| i.version).sum()
+    }
+
     pub fn get(&self, id: &IncidentId) -> Option<&Incident> {
         self.incidents.get(id).map(|b| &**b)
     }
