@@ -1,7 +1,15 @@
-//! The command processor: the single writer of intake's log. Commands queue up while a batch is
-//! being written; each batch is decided against the current state, appended to the log in one
-//! sled batch with one fsync (group commit), and only then applied to the state, announced to
-//! watchers and answered. Nothing is answered before it is durable.
+//! The command processor: the single writer of intake's log. Commands are decided as they
+//! arrive; a batch of decided commands is appended to the log in one sled batch with one fsync
+//! (group commit), and only then applied to the state, announced to watchers and answered.
+//! Nothing is answered before it is durable.
+//!
+//! Deciding is pipelined with writing: while one batch is being written, the commands arriving
+//! are decided into the next one, against the state plus an overlay of what the batches not yet
+//! applied will change (incidents, request ids, dedup keys). When the written batch is applied,
+//! its overlay entries go. If a write fails, the batch decided on top of it fails too (its
+//! decisions may rest on what was not written) and the overlay is dropped; callers get
+//! `UNAVAILABLE` and retry against the state as it is on disk. Answers keep the order of the
+//! batches, so a repeated request is never answered before the original is durable.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -10,7 +18,9 @@ use incident_domain::{
     Action, Command, Incident, IncidentEvent, IncidentId, OpenIncident, PriorityMatrix, decide,
     envelope::Envelope, stored,
 };
-use incident_eventlog::{AppendRequest, EventLog, ExpectedVersion, NewEvent};
+use incident_eventlog::{
+    AppendError, AppendRequest, Appended, EventLog, ExpectedVersion, NewEvent,
+};
 use jiff::Timestamp;
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
@@ -121,7 +131,7 @@ pub struct Processor {
     metrics: Arc<Metrics>,
 }
 
-/// What to answer for one pending command once the batch is written.
+/// What to answer for one pending command once its batch is written.
 enum Plan {
     Refused(ServiceError),
     /// No new events: answer with the incident's state after the batch.
@@ -134,6 +144,104 @@ enum Plan {
         index: usize,
         deduplicated: bool,
     },
+}
+
+/// What the batches decided but not yet applied change, each entry tagged with the batch that
+/// made it; the state as the next decision must see it is the projection with this on top.
+#[derive(Default)]
+struct Overlay {
+    incidents: HashMap<IncidentId, (u64, Incident)>,
+    requests: HashMap<String, (u64, IncidentId)>,
+    dedup: HashMap<String, (u64, IncidentId)>,
+}
+
+impl Overlay {
+    /// Drops what batch `seq` (and any before it) staged: the projection holds it now.
+    fn applied(&mut self, seq: u64) {
+        self.incidents.retain(|_, (b, _)| *b > seq);
+        self.requests.retain(|_, (b, _)| *b > seq);
+        self.dedup.retain(|_, (b, _)| *b > seq);
+    }
+
+    fn clear(&mut self) {
+        self.incidents.clear();
+        self.requests.clear();
+        self.dedup.clear();
+    }
+}
+
+/// Commands decided together, written as one group commit.
+struct Batch {
+    seq: u64,
+    pending: Vec<Pending>,
+    plans: Vec<Plan>,
+    appends: Vec<AppendRequest>,
+    decided: Vec<Vec<(IncidentEvent, String)>>,
+}
+
+impl Batch {
+    fn new(seq: u64) -> Self {
+        Batch {
+            seq,
+            pending: Vec::new(),
+            plans: Vec::new(),
+            appends: Vec::new(),
+            decided: Vec::new(),
+        }
+    }
+}
+
+/// A batch whose append runs on a blocking thread.
+struct Writing {
+    batch: Batch,
+    task: tokio::task::JoinHandle<Vec<Result<Appended, AppendError>>>,
+}
+
+/// The two queues commands arrive on.
+struct Inbox {
+    shared: mpsc::Receiver<Pending>,
+    ordered: mpsc::UnboundedReceiver<Pending>,
+    shared_open: bool,
+    ordered_open: bool,
+}
+
+impl Inbox {
+    fn is_open(&self) -> bool {
+        self.shared_open || self.ordered_open
+    }
+
+    /// The next command from either queue; `None` once both are closed. Cancel-safe.
+    async fn recv(&mut self) -> Option<Pending> {
+        while self.is_open() {
+            tokio::select! {
+                p = self.shared.recv(), if self.shared_open => match p {
+                    Some(p) => return Some(p),
+                    None => self.shared_open = false,
+                },
+                p = self.ordered.recv(), if self.ordered_open => match p {
+                    Some(p) => return Some(p),
+                    None => self.ordered_open = false,
+                },
+            }
+        }
+        None
+    }
+
+    /// What already waits, up to `room` commands (the ordered queue first).
+    fn take_waiting(&mut self, into: &mut Vec<Pending>, room: usize) {
+        while into.len() < room {
+            match self.ordered.try_recv() {
+                Ok(p) => into.push(p),
+                Err(_) => break,
+            }
+        }
+        while into.len() < room {
+            match self.shared.try_recv() {
+                Ok(p) => into.push(p),
+                Err(_) => break,
+            }
+        }
+    }
 }
 
 impl Processor {
@@ -160,7 +268,13 @@ impl Processor {
     pub fn spawn(self, queue: usize) -> (Handle, Handle, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(queue);
         let (otx, orx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(self.run(rx, orx));
+        let inbox = Inbox {
+            shared: rx,
+            ordered: orx,
+            shared_open: true,
+            ordered_open: true,
+        };
+        let task = tokio::spawn(self.run(inbox));
         (
             Handle {
                 tx: Queue::Shared(tx),
@@ -172,35 +286,47 @@ impl Processor {
         )
     }
 
-    async fn run(self, mut rx: mpsc::Receiver<Pending>, mut orx: mpsc::UnboundedReceiver<Pending>) {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        let (mut shared_open, mut ordered_open) = (true, true);
-        while shared_open || ordered_open {
-            tokio::select! {
-                p = rx.recv(), if shared_open => match p {
-                    Some(p) => batch.push(p),
-                    None => shared_open = false,
-                },
-                p = orx.recv(), if ordered_open => match p {
-                    Some(p) => batch.push(p),
-                    None => ordered_open = false,
-                },
-            }
-            // what already waits in the other queue joins the batch
-            while batch.len() < MAX_BATCH {
-                match orx.try_recv() {
-                    Ok(p) => batch.push(p),
-                    Err(_) => break,
+    async fn run(self, mut inbox: Inbox) {
+        let mut overlay = Overlay::default();
+        let mut next_seq = 0u64;
+        // decided, waiting for the batch being written
+        let mut next: Option<Batch> = None;
+        let mut writing: Option<Writing> = None;
+        let mut arrived = Vec::with_capacity(MAX_BATCH);
+        loop {
+            let room = MAX_BATCH - next.as_ref().map_or(0, |b| b.pending.len());
+            match writing.as_mut() {
+                Some(w) => {
+                    tokio::select! {
+                        // finishing the written batch comes first: it frees its callers
+                        biased;
+                        results = &mut w.task => {
+                            if let Some(done) = writing.take() {
+                                writing = self.written(done.batch, results, next.take(), &mut overlay);
+                            }
+                            continue;
+                        }
+                        p = inbox.recv(), if room > 0 && inbox.is_open() => match p {
+                            Some(p) => arrived.push(p),
+                            None => continue,
+                        },
+                    }
                 }
+                None => match inbox.recv().await {
+                    Some(p) => arrived.push(p),
+                    None => break,
+                },
             }
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(p) => batch.push(p),
-                    Err(_) => break,
-                }
-            }
-            if !batch.is_empty() {
-                self.process(std::mem::take(&mut batch)).await;
+            inbox.take_waiting(&mut arrived, room);
+            let batch = next.get_or_insert_with(|| {
+                next_seq += 1;
+                Batch::new(next_seq)
+            });
+            self.decide(batch, std::mem::take(&mut arrived), &mut overlay);
+            if writing.is_none()
+                && let Some(b) = next.take()
+            {
+                writing = self.write(b);
             }
         }
         if let Err(e) = self.log.flush() {
@@ -208,162 +334,213 @@ impl Processor {
         }
     }
 
-    async fn process(&self, batch: Vec<Pending>) {
-        let mut plans = Vec::with_capacity(batch.len());
-        let mut appends: Vec<AppendRequest> = Vec::new();
-        let mut decided: Vec<Vec<(IncidentEvent, String)>> = Vec::new();
-        {
-            let state = match self.state.read() {
-                Ok(s) => s,
-                Err(_) => return fail_all(batch, "state lock poisoned"),
-            };
-            let mut staged: HashMap<IncidentId, Incident> = HashMap::new();
-            let mut staged_requests: HashMap<String, IncidentId> = HashMap::new();
-            let mut staged_dedup: HashMap<String, IncidentId> = HashMap::new();
-            for p in &batch {
-                let current = |id: &IncidentId, staged: &HashMap<IncidentId, Incident>| {
-                    staged.get(id).cloned().or_else(|| state.get(id).cloned())
-                };
-                let (target, action, deduplicated) = match &p.intent {
-                    Intent::Act { id, action } => (id.clone(), action.clone(), false),
-                    Intent::ActOnDedupKey { key, action } => {
-                        let found = staged_dedup
-                            .get(key)
-                            .or_else(|| state.active_by_dedup(key))
-                            .filter(|id| current(id, &staged).is_some_and(|i| i.status.is_active()))
-                            .cloned();
-                        match found {
-                            Some(id) => (id, action.clone(), false),
-                            None => {
-                                plans.push(Plan::Refused(ServiceError::Rejected(
-                                    incident_domain::DomainError::NotFound(format!(
-                                        "no active incident holds dedup key {key}"
-                                    )),
-                                )));
-                                continue;
-                            }
-                        }
-                    }
-                    Intent::Open { id, open } => {
-                        let by_request = open.request_id.as_deref().and_then(|r| {
-                            staged_requests
-                                .get(r)
-                                .or_else(|| state.by_request(r))
-                                .cloned()
-                        });
-                        let by_dedup = open.dedup_key.as_deref().and_then(|k| {
-                            staged_dedup
-                                .get(k)
-                                .or_else(|| state.active_by_dedup(k))
-                                .filter(|id| {
-                                    current(id, &staged).is_some_and(|i| i.status.is_active())
-                                })
-                                .cloned()
-                        });
-                        if let Some(existing) = by_request {
-                            plans.push(Plan::Current {
-                                id: existing,
-                                deduplicated: true,
-                            });
-                            continue;
-                        }
-                        match by_dedup {
-                            Some(existing) => (
-                                existing,
-                                Action::RecordDuplicate {
-                                    source: open.source.clone(),
-                                    request_id: open.request_id.clone(),
-                                },
-                                true,
-                            ),
-                            None => (id.clone(), Action::Open(open.clone()), false),
-                        }
-                    }
-                };
-                let before = current(&target, &staged);
-                let cmd = Command::new(target.clone(), p.at, &p.actor, action);
-                match decide(before.as_ref(), &cmd, &self.matrix) {
-                    Err(e) => plans.push(Plan::Refused(e.into())),
-                    Ok(events) if events.is_empty() => plans.push(Plan::Current {
-                        id: target,
-                        deduplicated,
-                    }),
-                    Ok(events) => {
-                        let mut after = before.clone();
-                        let mut encoded = Vec::with_capacity(events.len());
-                        let mut new_events = Vec::with_capacity(events.len());
-                        let mut folded = true;
-                        for e in events {
-                            match incident_domain::evolve(after.take(), &e) {
-                                Ok(a) => after = Some(a),
-                                Err(err) => {
-                                    plans.push(Plan::Refused(ServiceError::Internal(
-                                        err.to_string(),
-                                    )));
-                                    folded = false;
-                                    break;
-                                }
-                            }
-                            let event_id = uuid::Uuid::now_v7().to_string();
-                            let env: Envelope = stored::encode(&e, &event_id);
-                            new_events.push(NewEvent {
-                                id: event_id.clone(),
-                                bytes: env.to_canonical_bytes(),
-                            });
-                            encoded.push((e, event_id));
-                        }
-                        let Some(after) = after.filter(|_| folded) else {
-                            continue;
-                        };
-                        for (e, _) in &encoded {
-                            if let incident_domain::EventKind::Opened {
-                                request_id: Some(r),
-                                ..
-                            }
-                            | incident_domain::EventKind::DuplicateReceived {
-                                request_id: Some(r),
-                                ..
-                            } = &e.kind
-                            {
-                                staged_requests.insert(r.clone(), after.id.clone());
-                            }
-                        }
-                        if let Some(k) = &after.dedup_key
-                            && after.status.is_active()
-                        {
-                            staged_dedup.insert(k.clone(), after.id.clone());
-                        }
-                        let version = before.as_ref().map_or(0, |b| b.version);
-                        appends.push(AppendRequest {
-                            stream: target.to_string(),
-                            expected: ExpectedVersion::Exact(version),
-                            events: new_events,
-                            processed: Vec::new(),
-                        });
-                        decided.push(encoded);
-                        staged.insert(target, after);
-                        plans.push(Plan::Append {
-                            index: appends.len() - 1,
-                            deduplicated,
-                        });
-                    }
+    /// Finishes the batch that was written and starts writing the one decided meanwhile; that
+    /// one fails instead when the written batch did not land whole (its decisions may rest on
+    /// what was not written).
+    fn written(
+        &self,
+        batch: Batch,
+        results: Result<Vec<Result<Appended, AppendError>>, tokio::task::JoinError>,
+        next: Option<Batch>,
+        overlay: &mut Overlay,
+    ) -> Option<Writing> {
+        let intact = self.finish(batch, results, overlay);
+        let next = next?;
+        if intact {
+            self.write(next)
+        } else {
+            overlay.clear();
+            fail_all(
+                next.pending,
+                "an earlier write failed and these were decided on it; try again",
+            );
+            None
+        }
+    }
+
+    /// Starts writing `batch`; a batch with nothing to append is answered at once (nothing is
+    /// being written before it, so the state it answers from is durable).
+    fn write(&self, mut batch: Batch) -> Option<Writing> {
+        if batch.appends.is_empty() {
+            let mut overlay = Overlay::default();
+            self.finish(batch, Ok(Vec::new()), &mut overlay);
+            return None;
+        }
+        let log = self.log.clone();
+        let appends = std::mem::take(&mut batch.appends);
+        let task = tokio::task::spawn_blocking(move || log.append_batch(appends));
+        Some(Writing { batch, task })
+    }
+
+    /// Decides `pending` into `batch`, against the state with `overlay` on top, and stages
+    /// what the new events change in `overlay`.
+    fn decide(&self, batch: &mut Batch, pending: Vec<Pending>, overlay: &mut Overlay) {
+        let state = match self.state.read() {
+            Ok(s) => s,
+            Err(_) => return fail_all(pending, "state lock poisoned"),
+        };
+        let seq = batch.seq;
+        for p in pending {
+            let plan = self.decide_one(&p, &state, overlay, seq, batch);
+            batch.plans.push(plan);
+            batch.pending.push(p);
+        }
+    }
+
+    fn decide_one(
+        &self,
+        p: &Pending,
+        state: &Projection,
+        overlay: &mut Overlay,
+        seq: u64,
+        batch: &mut Batch,
+    ) -> Plan {
+        let current = |id: &IncidentId, overlay: &Overlay| {
+            overlay
+                .incidents
+                .get(id)
+                .map(|(_, i)| i.clone())
+                .or_else(|| state.get(id).cloned())
+        };
+        let active_by_dedup = |key: &str, overlay: &Overlay| {
+            overlay
+                .dedup
+                .get(key)
+                .map(|(_, id)| id)
+                .or_else(|| state.active_by_dedup(key))
+                .filter(|id| current(id, overlay).is_some_and(|i| i.status.is_active()))
+                .cloned()
+        };
+        let (target, action, deduplicated) = match &p.intent {
+            Intent::Act { id, action } => (id.clone(), action.clone(), false),
+            Intent::ActOnDedupKey { key, action } => match active_by_dedup(key, overlay) {
+                Some(id) => (id, action.clone(), false),
+                None => {
+                    return Plan::Refused(ServiceError::Rejected(
+                        incident_domain::DomainError::NotFound(format!(
+                            "no active incident holds dedup key {key}"
+                        )),
+                    ));
+                }
+            },
+            Intent::Open { id, open } => {
+                let by_request = open.request_id.as_deref().and_then(|r| {
+                    overlay
+                        .requests
+                        .get(r)
+                        .map(|(_, id)| id)
+                        .or_else(|| state.by_request(r))
+                        .cloned()
+                });
+                if let Some(existing) = by_request {
+                    return Plan::Current {
+                        id: existing,
+                        deduplicated: true,
+                    };
+                }
+                match open
+                    .dedup_key
+                    .as_deref()
+                    .and_then(|k| active_by_dedup(k, overlay))
+                {
+                    Some(existing) => (
+                        existing,
+                        Action::RecordDuplicate {
+                            source: open.source.clone(),
+                            request_id: open.request_id.clone(),
+                        },
+                        true,
+                    ),
+                    None => (id.clone(), Action::Open(open.clone()), false),
                 }
             }
+        };
+        let before = current(&target, overlay);
+        let cmd = Command::new(target.clone(), p.at, &p.actor, action);
+        let events = match decide(before.as_ref(), &cmd, &self.matrix) {
+            Err(e) => return Plan::Refused(e.into()),
+            Ok(events) if events.is_empty() => {
+                return Plan::Current {
+                    id: target,
+                    deduplicated,
+                };
+            }
+            Ok(events) => events,
+        };
+        let mut after = before.clone();
+        let mut encoded = Vec::with_capacity(events.len());
+        let mut new_events = Vec::with_capacity(events.len());
+        for e in events {
+            match incident_domain::evolve(after.take(), &e) {
+                Ok(a) => after = Some(a),
+                Err(err) => return Plan::Refused(ServiceError::Internal(err.to_string())),
+            }
+            let event_id = uuid::Uuid::now_v7().to_string();
+            let env: Envelope = stored::encode(&e, &event_id);
+            new_events.push(NewEvent {
+                id: event_id.clone(),
+                bytes: env.to_canonical_bytes(),
+            });
+            encoded.push((e, event_id));
         }
+        let Some(after) = after else {
+            return Plan::Refused(ServiceError::Internal("no state after the events".into()));
+        };
+        for (e, _) in &encoded {
+            if let incident_domain::EventKind::Opened {
+                request_id: Some(r),
+                ..
+            }
+            | incident_domain::EventKind::DuplicateReceived {
+                request_id: Some(r),
+                ..
+            } = &e.kind
+            {
+                overlay.requests.insert(r.clone(), (seq, after.id.clone()));
+            }
+        }
+        if let Some(k) = &after.dedup_key
+            && after.status.is_active()
+        {
+            overlay.dedup.insert(k.clone(), (seq, after.id.clone()));
+        }
+        let version = before.as_ref().map_or(0, |b| b.version);
+        batch.appends.push(AppendRequest {
+            stream: target.to_string(),
+            expected: ExpectedVersion::Exact(version),
+            events: new_events,
+            processed: Vec::new(),
+        });
+        batch.decided.push(encoded);
+        overlay.incidents.insert(target, (seq, after));
+        Plan::Append {
+            index: batch.appends.len() - 1,
+            deduplicated,
+        }
+    }
 
-        let results = if appends.is_empty() {
-            Vec::new()
-        } else {
-            let log = self.log.clone();
-            match tokio::task::spawn_blocking(move || log.append_batch(appends)).await {
-                Ok(r) => r,
-                Err(e) => return fail_all(batch, &format!("append task failed: {e}")),
+    /// Applies what of `batch` is durable, announces and answers it, and drops its overlay
+    /// entries. Returns whether every append was written: when not, decisions made on top of
+    /// this batch cannot stand.
+    fn finish(
+        &self,
+        batch: Batch,
+        results: Result<Vec<Result<Appended, AppendError>>, tokio::task::JoinError>,
+        overlay: &mut Overlay,
+    ) -> bool {
+        let results = match results {
+            Ok(r) => r,
+            Err(e) => {
+                overlay.clear();
+                fail_all(batch.pending, &format!("append task failed: {e}"));
+                return false;
             }
         };
         self.metrics.append_batches.fetch_add(
             u64::from(!results.is_empty()),
             std::sync::atomic::Ordering::Relaxed,
         );
+        let intact = results.iter().all(Result::is_ok);
 
         // Apply what is durable, in order, and keep each request's resulting state.
         let mut after_append: Vec<Result<Incident, ServiceError>> =
@@ -372,9 +549,13 @@ impl Processor {
         {
             let mut state = match self.state.write() {
                 Ok(s) => s,
-                Err(_) => return fail_all(batch, "state lock poisoned"),
+                Err(_) => {
+                    overlay.clear();
+                    fail_all(batch.pending, "state lock poisoned");
+                    return false;
+                }
             };
-            for (result, events) in results.into_iter().zip(decided) {
+            for (result, events) in results.into_iter().zip(batch.decided) {
                 match result {
                     Ok(_) => {
                         let mut last = None;
@@ -412,6 +593,13 @@ impl Processor {
                 }
             }
         }
+        // the projection holds the batch now (the state lock is released: deciding the next
+        // batch reads the state, then the overlay, never the other way round)
+        if intact {
+            overlay.applied(batch.seq);
+        } else {
+            overlay.clear();
+        }
         if !changes.is_empty() {
             self.relay_wake.notify_one();
         }
@@ -420,7 +608,7 @@ impl Processor {
         }
 
         let state = self.state.read().ok();
-        for (p, plan) in batch.into_iter().zip(plans) {
+        for (p, plan) in batch.pending.into_iter().zip(batch.plans) {
             let answer = match plan {
                 Plan::Refused(e) => Err(e),
                 Plan::Current { id, deduplicated } => state
@@ -452,6 +640,7 @@ impl Processor {
             );
             let _ = p.reply.send(answer);
         }
+        intact
     }
 }
 
@@ -469,5 +658,204 @@ fn fail_all(batch: Vec<Pending>, reason: &str) {
         let _ = p
             .reply
             .send(Err(ServiceError::Unavailable(reason.to_owned())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use incident_domain::testing::open_cmd;
+    use incident_domain::{Impact, Urgency};
+
+    fn processor(dir: &std::path::Path) -> Processor {
+        let (changes, _) = broadcast::channel(64);
+        Processor::new(
+            EventLog::open(&dir.join("log")).unwrap(),
+            Arc::new(RwLock::new(Projection::default())),
+            PriorityMatrix::default(),
+            changes,
+            Arc::new(Notify::new()),
+            Arc::new(Metrics::default()),
+        )
+    }
+
+    /// An open of incident `n` under `dedup_key`, and the receiver of its answer.
+    fn open(n: u8, dedup_key: &str) -> (Pending, oneshot::Receiver<Result<Outcome, ServiceError>>) {
+        let Action::Open(mut open) = open_cmd(Impact::High, Urgency::High) else {
+            unreachable!("open_cmd opens")
+        };
+        open.dedup_key = Some(dedup_key.to_owned());
+        let (reply, rx) = oneshot::channel();
+        let pending = Pending {
+            intent: Intent::Open {
+                id: IncidentId::from_uuid_bytes([n; 16]),
+                open,
+            },
+            actor: "alice".into(),
+            at: Timestamp::now(),
+            command: "open",
+            reply,
+        };
+        (pending, rx)
+    }
+
+    fn appends(batch: &mut Batch) -> Vec<AppendRequest> {
+        std::mem::take(&mut batch.appends)
+    }
+
+    #[tokio::test]
+    async fn a_batch_decided_while_another_is_written_sees_its_effects() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = processor(dir.path());
+        let mut overlay = Overlay::default();
+        let (first, first_rx) = open(1, "disk");
+        let mut one = Batch::new(1);
+        p.decide(&mut one, vec![first], &mut overlay);
+        // decided while the first batch is not written yet: the same dedup key adds to it
+        let (second, second_rx) = open(2, "disk");
+        let mut two = Batch::new(2);
+        p.decide(&mut two, vec![second], &mut overlay);
+        assert!(
+            p.state.read().unwrap().is_empty(),
+            "nothing applied before it is written"
+        );
+
+        let results = p.log.append_batch(appends(&mut one));
+        let writing = p.written(one, Ok(results), Some(two), &mut overlay);
+        let first = first_rx.await.unwrap().unwrap();
+        assert!(!first.deduplicated);
+        let w = writing.expect("the second batch is being written");
+        let results = w.task.await;
+        assert!(p.written(w.batch, results, None, &mut overlay).is_none());
+        let second = second_rx.await.unwrap().unwrap();
+        assert!(second.deduplicated);
+        assert_eq!(second.incident.id, first.incident.id);
+        assert_eq!(second.incident.duplicate_count, 1);
+        assert_eq!(p.log.head().seq, 2);
+        assert!(overlay.incidents.is_empty() && overlay.dedup.is_empty());
+    }
+
+    /// A command acting on incident `id`, and the receiver of its answer.
+    fn act(
+        id: &IncidentId,
+        action: Action,
+    ) -> (Pending, oneshot::Receiver<Result<Outcome, ServiceError>>) {
+        let (reply, rx) = oneshot::channel();
+        let pending = Pending {
+            intent: Intent::Act {
+                id: id.clone(),
+                action,
+            },
+            actor: "alice".into(),
+            at: Timestamp::now(),
+            command: "act",
+            reply,
+        };
+        (pending, rx)
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_fails_the_batch_decided_on_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = processor(dir.path());
+        let mut overlay = Overlay::default();
+        let (first, first_rx) = open(1, "disk");
+        let mut zero = Batch::new(1);
+        p.decide(&mut zero, vec![first], &mut overlay);
+        let results = p.log.append_batch(appends(&mut zero));
+        assert!(p.written(zero, Ok(results), None, &mut overlay).is_none());
+        let disk = first_rx.await.unwrap().unwrap().incident;
+
+        // resolving it frees the dedup key, so an open under the key decided after it is new
+        let (resolve, resolve_rx) = act(&disk.id, Action::Resolve { note: None });
+        let mut one = Batch::new(2);
+        p.decide(&mut one, vec![resolve], &mut overlay);
+        let (second, second_rx) = open(2, "disk");
+        let mut two = Batch::new(3);
+        p.decide(&mut two, vec![second], &mut overlay);
+        assert!(matches!(
+            two.plans[0],
+            Plan::Append {
+                deduplicated: false,
+                ..
+            }
+        ));
+
+        // the resolve's write fails (as a full disk would fail it)
+        let failed = appends(&mut one)
+            .iter()
+            .map(|_| Err(AppendError::Storage("no space left on device".into())))
+            .collect();
+        assert!(
+            p.written(one, Ok(failed), Some(two), &mut overlay)
+                .is_none()
+        );
+        let resolve = resolve_rx.await.unwrap().unwrap_err();
+        assert!(
+            matches!(resolve, ServiceError::Unavailable(_)),
+            "{resolve:?}"
+        );
+        // the open rested on the resolve: it fails too, so the key never has two active
+        // incidents, and nothing of it reached the log
+        let second = second_rx.await.unwrap().unwrap_err();
+        assert!(matches!(second, ServiceError::Unavailable(_)), "{second:?}");
+        assert_eq!(p.log.head().seq, 1);
+        assert_eq!(p.state.read().unwrap().len(), 1);
+        assert!(overlay.incidents.is_empty() && overlay.dedup.is_empty());
+
+        // retried, the open is decided on the state as it is on disk: a duplicate
+        let (third, third_rx) = open(3, "disk");
+        let mut three = Batch::new(4);
+        p.decide(&mut three, vec![third], &mut overlay);
+        let results = p.log.append_batch(appends(&mut three));
+        assert!(p.written(three, Ok(results), None, &mut overlay).is_none());
+        let third = third_rx.await.unwrap().unwrap();
+        assert!(third.deduplicated);
+        assert_eq!(third.incident.id, disk.id);
+    }
+
+    #[tokio::test]
+    async fn concurrent_opens_under_a_few_keys_open_one_incident_per_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = processor(dir.path());
+        let state = p.state.clone();
+        let log = p.log.clone();
+        let (handle, ordered, task) = p.spawn(64);
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..400u32 {
+            let h = if i % 2 == 0 {
+                handle.clone()
+            } else {
+                ordered.clone()
+            };
+            calls.spawn(async move {
+                let Action::Open(mut open) = open_cmd(Impact::High, Urgency::High) else {
+                    unreachable!("open_cmd opens")
+                };
+                open.dedup_key = Some(format!("key-{}", i % 7));
+                let id = IncidentId::from_uuid_bytes(*uuid::Uuid::now_v7().as_bytes());
+                h.submit(Intent::Open { id, open }, "alice", "open").await
+            });
+        }
+        let mut fresh = 0;
+        while let Some(r) = calls.join_next().await {
+            fresh += usize::from(!r.unwrap().unwrap().deduplicated);
+        }
+        drop((handle, ordered));
+        task.await.unwrap();
+        assert_eq!(fresh, 7);
+        let state = state.read().unwrap();
+        assert_eq!(state.len(), 7);
+        // the log holds exactly what the state says: 7 opens and 393 duplicates
+        assert_eq!(log.head().seq, 400);
+        let rebuilt = crate::rebuild(&log).unwrap();
+        for (_, inc) in rebuilt
+            .list(&Default::default(), None, 100)
+            .0
+            .iter()
+            .map(|i| ((), i))
+        {
+            assert_eq!(state.get(&inc.id), Some(inc));
+        }
     }
 }
