@@ -9,6 +9,16 @@
 //!   `grpc_unary_baseline_per_s` (grpc.health.v1 Check, the same clients) -> `grpc_open_ratio`;
 //! - `rebuild_per_s` (intake's start-up fold of an N-event log) against `raw_read_per_s` (sled
 //!   iterate, record decode and envelope parse of the same records) -> `rebuild_ratio`;
+//! - on that same log, the real `incident-intake` binary's time to ready (start -> `/readyz`
+//!   200): `ready_full_fold_ms` (no snapshot, the whole log folded), then SIGTERM, which writes
+//!   the snapshot (`stop_with_snapshot_ms` SIGTERM to exit, `snapshot_save_ms` the service's own
+//!   encode and write of it, `snapshot_bytes`), then `ready_from_snapshot_ms` (start again)
+//!   -> `snapshot_ready_speedup` = full / from snapshot; `full_fold_load_ms` and
+//!   `snapshot_load_ms` are the service's own time to load its state in each start (from its
+//!   log), the rest of the time to ready is the process start, opening the log and NATS;
+//!   `snapshot_encode_ms` and `snapshot_decode_ms` are the codec alone on the folded state, in
+//!   this process; `ready_full_fold_and_snapshot_ms` is a start with default settings and no
+//!   snapshot (after an upgrade): the whole log folded and a snapshot encoded before serving;
 //! - `e2e_p99_ms`: open (gRPC) -> webhook received at a local receiver, through intake,
 //!   JetStream and the notifier, at `e2e_rate` incidents per second;
 //! - `timer_late_p99_ms`: how late breaches fire while `clocks` clocks run;
@@ -216,12 +226,20 @@ where
     Ok(done.load(Ordering::Relaxed) as f64 / elapsed)
 }
 
-/// Writes a log of `n` opened events; returns (raw read per s, fold per s).
-fn rebuild(n: usize) -> anyhow::Result<(f64, f64)> {
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("log");
+/// What the rebuild part measures in this process.
+struct Rebuild {
+    raw_per_s: f64,
+    fold_per_s: f64,
+    encode_ms: f64,
+    decode_ms: f64,
+    snapshot_bytes: usize,
+}
+
+/// Writes a log of `n` opened events at `path` (with the relay cursor at its end, as if all of
+/// it were on the stream already), then measures the raw read, the fold, and the snapshot codec.
+fn rebuild(n: usize, path: &std::path::Path) -> anyhow::Result<Rebuild> {
     {
-        let log = EventLog::open(&path)?;
+        let log = EventLog::open(path)?;
         let at = jiff::Timestamp::now();
         let mut batch = Vec::with_capacity(1000);
         for i in 0..n {
@@ -245,11 +263,13 @@ fn rebuild(n: usize) -> anyhow::Result<(f64, f64)> {
         for r in log.append_batch(batch) {
             r?;
         }
+        // the service measured below would otherwise publish the whole log while starting
+        log.set_cursor(incident_intake::RELAY_CURSOR, log.head().seq)?;
         log.flush()?;
     }
     // the raw building block: iterate sled, decode each record, parse its envelope
     let raw = {
-        let db = incident_eventlog::open_db(&path)?;
+        let db = incident_eventlog::open_db(path)?;
         let started = Instant::now();
         let mut count = 0usize;
         for kv in db.scan_prefix([incident_eventlog::layout::RECORD]) {
@@ -264,14 +284,153 @@ fn rebuild(n: usize) -> anyhow::Result<(f64, f64)> {
         anyhow::ensure!(count == n, "raw read saw {count} of {n}");
         n as f64 / started.elapsed().as_secs_f64()
     };
-    let fold = {
+    let log = EventLog::open(path)?;
+    let (fold, state) = {
         let started = Instant::now();
-        let log = EventLog::open(&path)?;
         let state = incident_intake::rebuild(&log)?;
         anyhow::ensure!(state.len() == n, "fold saw {} of {n}", state.len());
-        n as f64 / started.elapsed().as_secs_f64()
+        (n as f64 / started.elapsed().as_secs_f64(), state)
     };
-    Ok((raw, fold))
+    let started = Instant::now();
+    let bytes = incident_intake::snapshot::encode(&state, log.head());
+    let encode_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let started = Instant::now();
+    let decoded = incident_intake::snapshot::decode(&bytes)?;
+    let decode_ms = started.elapsed().as_secs_f64() * 1000.0;
+    anyhow::ensure!(decoded.state == state, "the snapshot did not round-trip");
+    Ok(Rebuild {
+        raw_per_s: raw,
+        fold_per_s: fold,
+        encode_ms,
+        decode_ms,
+        snapshot_bytes: bytes.len(),
+    })
+}
+
+/// Starts intake on `data` and returns it with the time from spawning it to `/readyz` 200.
+async fn start_until_ready(
+    nats: &NatsServer,
+    data: &std::path::Path,
+    env: &[(&str, String)],
+    log_file: &std::path::Path,
+) -> anyhow::Result<(ServiceProcess, f64)> {
+    let mut vars = vec![
+        ("NATS_URL", nats.url()),
+        ("DATA_DIR", data.display().to_string()),
+        ("LOG_FORMAT", "json".into()),
+    ];
+    vars.extend(env.iter().cloned());
+    let started = Instant::now();
+    let intake = ServiceProcess::spawn("incident-intake", &vars, log_file);
+    let addr = intake.listening.http;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if readyz_ok(addr).await {
+            return Ok((intake, started.elapsed().as_secs_f64() * 1000.0));
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "intake not ready after 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Whether `GET /readyz` at `addr` answers 200 within two seconds (one HTTP/1.0 request: the
+/// bench needs no HTTP client for it).
+async fn readyz_ok(addr: std::net::SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ask = async {
+        let mut conn = tokio::net::TcpStream::connect(addr).await?;
+        conn.write_all(b"GET /readyz HTTP/1.0\r\nHost: bench\r\n\r\n")
+            .await?;
+        let mut head = [0u8; 12];
+        conn.read_exact(&mut head).await?;
+        std::io::Result::Ok(head.starts_with(b"HTTP/1.") && &head[9..12] == b"200")
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), ask).await,
+        Ok(Ok(true))
+    )
+}
+
+/// The fields of the first JSON log line of `intake` whose message is `message`.
+fn logged(intake: &ServiceProcess, message: &str) -> Option<Value> {
+    intake
+        .log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["fields"]["message"] == message)
+        .map(|v| v["fields"].clone())
+}
+
+/// The time to ready of the `incident-intake` binary on the log in `data` (`n` events): with no
+/// snapshot, then from the snapshot its clean stop wrote.
+async fn ready_figures(
+    args: &Args,
+    data: &std::path::Path,
+    n: usize,
+    out: &mut Value,
+) -> anyhow::Result<()> {
+    let nats = NatsServer::start();
+    let logs = data.parent().context("data dir has a parent")?;
+    log(args, "time to ready: incident-intake, whole log");
+    // above N, so this start writes no snapshot of its own and only the stop's is measured
+    let no_start_snapshot = [("SNAPSHOT_AFTER_EVENTS", (n + 1).to_string())];
+    let (mut intake, full_ms) =
+        start_until_ready(&nats, data, &no_start_snapshot, &logs.join("intake.1.log")).await?;
+    let loaded = logged(&intake, "state loaded by folding the whole log")
+        .context("the first start did not fold the whole log")?;
+    anyhow::ensure!(loaded["folded"] == n, "the first start folded {loaded}");
+    let full_load_ms = loaded["ms"].clone();
+    let started = Instant::now();
+    let status = intake.terminate(Duration::from_secs(600));
+    let stop_ms = started.elapsed().as_secs_f64() * 1000.0;
+    anyhow::ensure!(
+        status.is_some_and(|s| s.success()),
+        "intake did not stop cleanly: {status:?}"
+    );
+    let saved = logged(&intake, "snapshot written").context("no snapshot written at stop")?;
+
+    log(args, "time to ready: incident-intake, from the snapshot");
+    let (mut intake, snap_ms) =
+        start_until_ready(&nats, data, &[], &logs.join("intake.2.log")).await?;
+    let loaded = logged(
+        &intake,
+        "state loaded from the snapshot and the records after it",
+    )
+    .context("the second start did not use the snapshot")?;
+    anyhow::ensure!(
+        loaded["snapshot_seq"] == n && loaded["folded"] == 0,
+        "the second start: {loaded}"
+    );
+    let snap_load_ms = loaded["ms"].clone();
+    let _ = intake.terminate(Duration::from_secs(600));
+
+    // the start after an upgrade, with default settings: the whole log folded, and a snapshot
+    // encoded before serving (written in the background)
+    log(
+        args,
+        "time to ready: incident-intake, whole log, snapshot at start",
+    );
+    incident_intake::snapshot::discard(&EventLog::open(&data.join("log"))?)?;
+    let (mut intake, with_start_snapshot_ms) =
+        start_until_ready(&nats, data, &[], &logs.join("intake.3.log")).await?;
+    anyhow::ensure!(
+        logged(&intake, "snapshot encoded; writing it in the background").is_some(),
+        "the third start encoded no snapshot"
+    );
+    let _ = intake.terminate(Duration::from_secs(600));
+    out["ready_full_fold_and_snapshot_ms"] = json!(with_start_snapshot_ms.round());
+
+    out["full_fold_load_ms"] = full_load_ms;
+    out["snapshot_load_ms"] = snap_load_ms;
+    out["ready_full_fold_ms"] = json!(full_ms.round());
+    out["stop_with_snapshot_ms"] = json!(stop_ms.round());
+    out["snapshot_save_ms"] = saved["ms"].clone();
+    out["ready_from_snapshot_ms"] = json!(snap_ms.round());
+    out["snapshot_ready_speedup"] = json!(full_ms / snap_ms);
+    Ok(())
 }
 
 /// Opens `rate` incidents a second for `secs` through intake and measures until the notifier's
@@ -738,11 +897,19 @@ async fn main() -> anyhow::Result<()> {
             &args,
             format!("rebuild: a log of {} events", sizes.log_events),
         );
-        let (raw, fold) = tokio::task::spawn_blocking(move || rebuild(sizes.log_events)).await??;
-        out["rebuild_events"] = json!(sizes.log_events);
-        out["raw_read_per_s"] = json!(raw.round());
-        out["rebuild_per_s"] = json!(fold.round());
-        out["rebuild_ratio"] = json!(fold / raw);
+        let n = sizes.log_events;
+        let dir = tempfile::tempdir()?;
+        let data = dir.path().join("intake");
+        let log_path = data.join("log");
+        let r = tokio::task::spawn_blocking(move || rebuild(n, &log_path)).await??;
+        out["rebuild_events"] = json!(n);
+        out["raw_read_per_s"] = json!(r.raw_per_s.round());
+        out["rebuild_per_s"] = json!(r.fold_per_s.round());
+        out["rebuild_ratio"] = json!(r.fold_per_s / r.raw_per_s);
+        out["snapshot_encode_ms"] = json!(r.encode_ms.round());
+        out["snapshot_decode_ms"] = json!(r.decode_ms.round());
+        out["snapshot_bytes"] = json!(r.snapshot_bytes);
+        ready_figures(&args, &data, n, &mut out).await?;
     }
     if only == Some("timers") {
         timer_figures(&args, &sizes, &mut out).await?;

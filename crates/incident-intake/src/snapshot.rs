@@ -291,6 +291,12 @@ fn usable(log: &EventLog) -> Result<Option<Decoded>, String> {
     Ok(Some(decoded))
 }
 
+/// Deletes the snapshot, if there is one: the next start folds the whole log.
+pub fn discard(log: &EventLog) -> anyhow::Result<()> {
+    log.delete_snapshot(NAME)
+        .map_err(|e| anyhow::anyhow!("deleting the snapshot: {e}"))
+}
+
 /// Encodes the state and stores it as the snapshot at `at`; returns the bytes written.
 pub fn save(log: &EventLog, state: &Projection, at: Head) -> anyhow::Result<usize> {
     let bytes = encode(state, at);
