@@ -15,12 +15,23 @@ use tonic::transport::Channel;
 
 /// Starts intake on `data` and waits until `/readyz` answers 200.
 async fn start(nats: &NatsServer, data: &Path, run: u32) -> ServiceProcess {
+    start_with(nats, data, run, &[]).await
+}
+
+async fn start_with(
+    nats: &NatsServer,
+    data: &Path,
+    run: u32,
+    env: &[(&str, String)],
+) -> ServiceProcess {
+    let mut vars = vec![
+        ("NATS_URL", nats.url()),
+        ("DATA_DIR", data.display().to_string()),
+    ];
+    vars.extend(env.iter().cloned());
     let intake = ServiceProcess::spawn(
         "incident-intake",
-        &[
-            ("NATS_URL", nats.url()),
-            ("DATA_DIR", data.display().to_string()),
-        ],
+        &vars,
         &data.with_extension(format!("{run}.log")),
     );
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -327,6 +338,70 @@ async fn a_damaged_snapshot_is_set_aside_and_the_whole_log_folded() {
     );
     let mut c = client(&intake).await;
     assert_eq!(list(&mut c).await, before);
+    indexes_answer(&mut c, &opened).await;
+    drop(c);
+    stop(&mut intake);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_fold_leaves_a_snapshot_and_zero_turns_snapshots_off() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("intake");
+    let off = [("SNAPSHOT_AFTER_EVENTS", "0".to_string())];
+
+    // off: a clean stop writes none
+    let mut intake = start_with(&nats, &data, 1, &off).await;
+    let mut c = client(&intake).await;
+    let opened = open_some(&mut c).await;
+    let before = list(&mut c).await;
+    drop(c);
+    stop(&mut intake);
+    let (snap, head) = snapshot_and_head(&data);
+    assert_eq!(snap, None, "SNAPSHOT_AFTER_EVENTS=0 writes no snapshot");
+
+    // a start that folds at least SNAPSHOT_AFTER_EVENTS records writes one in the background
+    let at_most_head = [("SNAPSHOT_AFTER_EVENTS", head.to_string())];
+    let mut intake = start_with(&nats, &data, 2, &at_most_head).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log_text(&intake).contains("snapshot written") {
+        assert!(Instant::now() < deadline, "{}", log_text(&intake));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    intake.kill9();
+    assert_eq!(snapshot_and_head(&data), (Some(head), head));
+
+    // off again: the snapshot is neither read nor replaced
+    let mut intake = start_with(&nats, &data, 3, &off).await;
+    let text = log_text(&intake);
+    assert!(text.contains("by folding the whole log"), "{text}");
+    assert!(!text.contains("snapshot not used"), "{text}");
+    let mut c = client(&intake).await;
+    assert_eq!(list(&mut c).await, before);
+    c.acknowledge_incident(pb::AcknowledgeIncidentRequest {
+        id: opened.db.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    drop(c);
+    stop(&mut intake);
+    assert_eq!(snapshot_and_head(&data), (Some(head), head + 1));
+
+    // on: from the start's snapshot, with the acknowledgement folded on top
+    let mut intake = start(&nats, &data, 4).await;
+    let text = log_text(&intake);
+    assert!(
+        text.contains("state loaded from the snapshot") && text.contains("folded=1"),
+        "{text}"
+    );
+    let mut c = client(&intake).await;
+    let db = list(&mut c)
+        .await
+        .into_iter()
+        .find(|i| i.id == opened.db)
+        .unwrap();
+    assert_eq!(db.status, pb::Status::Acknowledged as i32);
     indexes_answer(&mut c, &opened).await;
     drop(c);
     stop(&mut intake);
