@@ -1,6 +1,7 @@
 //! The intake service: takes incidents in over gRPC, decides every command against the state
-//! rebuilt from its own event log, writes the events durably before answering, and relays the
-//! log to the `INCIDENT_EVENTS` stream. It keeps taking commands while NATS is down.
+//! rebuilt from its own event log (from its snapshot, see [`snapshot`], when it has one), writes
+//! the events durably before answering, and relays the log to the `INCIDENT_EVENTS` stream. It
+//! keeps taking commands while NATS is down.
 
 pub mod config;
 pub mod convert;
@@ -161,7 +162,8 @@ fn shutdown_snapshot(log: &EventLog, state: &RwLock<Projection>) {
 }
 
 /// Runs intake on the given listeners until `shutdown` completes; then stops taking commands,
-/// finishes the ones in flight, flushes the log and closes the NATS connection.
+/// finishes the ones in flight, flushes the log, writes the snapshot of the state (unless
+/// `SNAPSHOT_AFTER_EVENTS` is 0) and closes the NATS connection.
 pub async fn run(
     config: Config,
     grpc: TcpListener,
