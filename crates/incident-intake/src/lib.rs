@@ -23,7 +23,7 @@ use std::sync::{Arc, RwLock};
 use anyhow::Context as _;
 use incident_bus::consumer::{self, ConsumerSpec};
 use incident_bus::{NatsOptions, Relay, streams};
-use incident_domain::{Envelope, PriorityMatrix, stored};
+use incident_domain::{PriorityMatrix, stored};
 use incident_eventlog::EventLog;
 use incident_proto::v1::intake_service_server::IntakeServiceServer;
 use tokio::net::TcpListener;
@@ -81,30 +81,35 @@ impl FoldError {
     }
 }
 
-/// Folds the records from `from` up to the head into `state`; returns how many it folded.
+impl From<incident_eventlog::LogError> for FoldError {
+    fn from(e: incident_eventlog::LogError) -> Self {
+        FoldError::Read(anyhow::Error::new(e).context("reading intake's log"))
+    }
+}
+
+/// Folds the records from `from` up to the head into `state`; returns how many it folded. Each
+/// record is read where sled holds it and decoded straight into its event.
 pub(crate) fn fold_from(
     state: &mut Projection,
     log: &EventLog,
     from: u64,
 ) -> Result<u64, FoldError> {
-    let mut folded = 0;
-    for rec in log.read_from(from) {
-        let rec = rec
-            .context("reading intake's log")
-            .map_err(FoldError::Read)?;
-        let env = Envelope::from_slice(&rec.event)
-            .with_context(|| format!("log record {}: not an event envelope", rec.seq))
-            .map_err(FoldError::Read)?;
-        let event = stored::decode(&env)
-            .with_context(|| format!("log record {}: cannot be read", rec.seq))
-            .map_err(FoldError::Read)?;
+    log.visit_from(from, |rec| {
+        let event = stored::decode_slice(rec.event).map_err(|e| {
+            let what = match e {
+                stored::ReadError::Envelope(_) => "not an event envelope",
+                stored::ReadError::Decode(_) => "cannot be read",
+            };
+            FoldError::Read(
+                anyhow::Error::new(e).context(format!("log record {}: {what}", rec.seq)),
+            )
+        })?;
         state
             .apply(&event)
             .with_context(|| format!("log record {}: does not fit the history", rec.seq))
             .map_err(FoldError::History)?;
-        folded += 1;
-    }
-    Ok(folded)
+        Ok(())
+    })
 }
 
 /// Loads the state as configured: from the snapshot and the records after it (or the whole log)
