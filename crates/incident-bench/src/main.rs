@@ -7,8 +7,9 @@
 //!   messages of the same size) -> `nats_intake_ratio`;
 //! - `grpc_open_per_s` (OpenIncident, 32 concurrent clients, durable on answer) against
 //!   `grpc_unary_baseline_per_s` (grpc.health.v1 Check, the same clients) -> `grpc_open_ratio`;
-//! - `rebuild_per_s` (intake's start-up fold of an N-event log) against `raw_read_per_s` (sled
-//!   iterate, record decode and envelope parse of the same records) -> `rebuild_ratio`;
+//! - `rebuild_per_s` (intake's start-up fold of an N-event log: incidents of five events each,
+//!   opened to closed, a thousand in flight at a time) against `raw_read_per_s` (sled iterate,
+//!   record decode and envelope parse of the same records) -> `rebuild_ratio`;
 //! - on that same log, the real `incident-intake` binary's time to ready (start -> `/readyz`
 //!   200): `ready_full_fold_ms` (no snapshot, the whole log folded), then SIGTERM, which writes
 //!   the snapshot (`stop_with_snapshot_ms` SIGTERM to exit, `snapshot_save_ms` the service's own
@@ -236,33 +237,74 @@ struct Rebuild {
     snapshot_bytes: usize,
 }
 
-/// Writes a log of `n` opened events at `path` (with the relay cursor at its end, as if all of
-/// it were on the stream already), then measures the raw read, the fold, and the snapshot codec.
+/// How many events each incident of the rebuild log has: opened, acknowledged, commented,
+/// resolved, closed.
+const LIFECYCLE: usize = 5;
+
+/// Event `step` of incident `i`'s lifecycle (see [`LIFECYCLE`]), `step` minutes after it opened.
+fn lifecycle_event(i: usize, id: &IncidentId, step: usize, at: jiff::Timestamp) -> IncidentEvent {
+    let mut e = opened(i, at);
+    e.incident_id = id.clone();
+    e.at = at + jiff::SignedDuration::from_mins(step as i64);
+    e.kind = match step {
+        0 => e.kind,
+        1 => EventKind::Acknowledged,
+        2 => EventKind::Commented {
+            text: "Rolled back the last deploy; watching the error rate".into(),
+        },
+        3 => EventKind::Resolved {
+            note: Some("Error rate back to normal after the rollback".into()),
+        },
+        _ => EventKind::Closed,
+    };
+    e
+}
+
+/// Writes a log of `n` events at `path`: incidents of [`LIFECYCLE`] events each, a thousand
+/// incidents in flight at a time, so one incident's events are spread over the log as they are
+/// in a real one. The relay cursor is set to its end, as if all of it were on the stream already.
+/// Then measures the raw read, the fold, and the snapshot codec.
 fn rebuild(n: usize, path: &std::path::Path) -> anyhow::Result<Rebuild> {
+    let incidents = n / LIFECYCLE;
+    anyhow::ensure!(
+        incidents * LIFECYCLE == n,
+        "the log size must be a multiple of {LIFECYCLE}"
+    );
     {
         let log = EventLog::open(path)?;
         let at = jiff::Timestamp::now();
-        let mut batch = Vec::with_capacity(1000);
-        for i in 0..n {
-            let e = opened(i, at);
-            let id = uuid::Uuid::now_v7().to_string();
-            batch.push(AppendRequest {
-                stream: e.incident_id.to_string(),
-                expected: ExpectedVersion::Any,
-                events: vec![NewEvent {
-                    bytes: stored::encode(&e, &id).to_canonical_bytes(),
-                    id,
-                }],
-                processed: vec![],
-            });
-            if batch.len() == 1000 {
-                for r in log.append_batch(std::mem::take(&mut batch)) {
+        let mut first = 0;
+        while first < incidents {
+            let window: Vec<(usize, IncidentId)> = (first..incidents.min(first + 1000))
+                .map(|i| {
+                    (
+                        i,
+                        IncidentId::from_uuid_bytes(*uuid::Uuid::now_v7().as_bytes()),
+                    )
+                })
+                .collect();
+            for step in 0..LIFECYCLE {
+                let batch = window
+                    .iter()
+                    .map(|(i, incident)| {
+                        let e = lifecycle_event(*i, incident, step, at);
+                        let id = uuid::Uuid::now_v7().to_string();
+                        AppendRequest {
+                            stream: incident.to_string(),
+                            expected: ExpectedVersion::Exact(step as u64),
+                            events: vec![NewEvent {
+                                bytes: stored::encode(&e, &id).to_canonical_bytes(),
+                                id,
+                            }],
+                            processed: vec![],
+                        }
+                    })
+                    .collect();
+                for r in log.append_batch(batch) {
                     r?;
                 }
             }
-        }
-        for r in log.append_batch(batch) {
-            r?;
+            first += window.len();
         }
         // the service measured below would otherwise publish the whole log while starting
         log.set_cursor(incident_intake::RELAY_CURSOR, log.head().seq)?;
@@ -289,7 +331,11 @@ fn rebuild(n: usize, path: &std::path::Path) -> anyhow::Result<Rebuild> {
     let (fold, state) = {
         let started = Instant::now();
         let state = incident_intake::rebuild(&log)?;
-        anyhow::ensure!(state.len() == n, "fold saw {} of {n}", state.len());
+        anyhow::ensure!(
+            state.len() == incidents,
+            "fold saw {} of {incidents} incidents",
+            state.len()
+        );
         (n as f64 / started.elapsed().as_secs_f64(), state)
     };
     let started = Instant::now();
@@ -923,6 +969,7 @@ async fn main() -> anyhow::Result<()> {
         let log_path = data.join("log");
         let r = tokio::task::spawn_blocking(move || rebuild(n, &log_path)).await??;
         out["rebuild_events"] = json!(n);
+        out["rebuild_incidents"] = json!(n / LIFECYCLE);
         out["raw_read_per_s"] = json!(r.raw_per_s.round());
         out["rebuild_per_s"] = json!(r.fold_per_s.round());
         out["rebuild_ratio"] = json!(r.fold_per_s / r.raw_per_s);
