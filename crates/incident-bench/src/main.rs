@@ -21,6 +21,11 @@
 //!   this process; `ready_full_fold_and_snapshot_ms` is a start with default settings and no
 //!   snapshot (after an upgrade): the whole log folded (`full_fold_and_snapshot_load_ms`) and a
 //!   snapshot encoded before serving (`start_snapshot_encode_ms`);
+//! - with the intake and gRPC figures, the CPU each process used per item while they ran
+//!   (`jetstream_publish_cpu_us`, `nats_intake_cpu_us`, `grpc_unary_baseline_cpu_us`,
+//!   `grpc_open_cpu_us`: microseconds of user and system time per message, incident or call,
+//!   for `nats_server`, `intake` and the `bench` client), from /proc: what bounds a rate on a
+//!   machine whose cores are all busy;
 //! - `e2e_p99_ms`: open (gRPC) -> webhook received at a local receiver, through intake,
 //!   JetStream and the notifier, at `e2e_rate` incidents per second;
 //! - `timer_late_p99_ms`: how late breaches fire while `clocks` clocks run;
@@ -119,6 +124,46 @@ fn intake_message(i: usize) -> Vec<u8> {
 
 /// Publishes waiting for their acks at most this far behind (the client limits acks in flight).
 const PIPELINE: usize = 1024;
+
+/// CPU seconds (user and system) process `pid` has used so far; `None` where /proc cannot say.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // the fields after the command name, which is in parentheses and may hold spaces
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, in clock ticks (USER_HZ, 100 on Linux)
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// CPU used by named processes while a part runs, in microseconds per item.
+struct CpuMeter {
+    procs: Vec<(&'static str, u32, Option<f64>)>,
+}
+
+impl CpuMeter {
+    fn start(procs: &[(&'static str, Option<u32>)]) -> Self {
+        CpuMeter {
+            procs: procs
+                .iter()
+                .filter_map(|(name, pid)| pid.map(|p| (*name, p, cpu_seconds(p))))
+                .collect(),
+        }
+    }
+
+    fn per_item_us(&self, items: usize) -> Value {
+        let mut out = serde_json::Map::new();
+        for (name, pid, before) in &self.procs {
+            if let (Some(b), Some(a)) = (before, cpu_seconds(*pid)) {
+                out.insert(
+                    (*name).to_owned(),
+                    json!(((a - b) * 1e6 / items.max(1) as f64).round()),
+                );
+            }
+        }
+        Value::Object(out)
+    }
+}
 
 async fn jetstream_publish(nats: &NatsServer, n: usize, size: usize) -> anyhow::Result<f64> {
     let client = async_nats::connect(nats.url()).await?;
@@ -941,7 +986,7 @@ async fn main() -> anyhow::Result<()> {
             intake_figures(&args, &sizes, &nats, &intake, &mut out).await?;
         }
         if runs("grpc") {
-            grpc_figures(&args, &sizes, &intake, &mut out).await?;
+            grpc_figures(&args, &sizes, &nats, &intake, &mut out).await?;
         }
     }
     if runs("e2e") {
@@ -1030,9 +1075,18 @@ async fn intake_figures(
             sizes.publishes
         ),
     );
+    let me = std::process::id();
+    let cpu = CpuMeter::start(&[("nats_server", nats.pid()), ("bench", Some(me))]);
     let js_rate = jetstream_publish(nats, sizes.publishes, size).await?;
+    out["jetstream_publish_cpu_us"] = cpu.per_item_us(sizes.publishes);
     log(args, format!("nats intake: {} incidents", sizes.publishes));
+    let cpu = CpuMeter::start(&[
+        ("nats_server", nats.pid()),
+        ("intake", Some(intake.pid())),
+        ("bench", Some(me)),
+    ]);
     let intake_rate = nats_intake(nats, intake, sizes.publishes).await?;
+    out["nats_intake_cpu_us"] = cpu.per_item_us(sizes.publishes);
     out["jetstream_publish_per_s"] = json!(js_rate.round());
     out["nats_intake_per_s"] = json!(intake_rate.round());
     out["nats_intake_ratio"] = json!(intake_rate / js_rate);
@@ -1043,14 +1097,22 @@ async fn intake_figures(
 async fn grpc_figures(
     args: &Args,
     sizes: &Sizes,
+    nats: &NatsServer,
     intake: &ServiceProcess,
     out: &mut Value,
 ) -> anyhow::Result<()> {
+    let procs = [
+        ("nats_server", nats.pid()),
+        ("intake", Some(intake.pid())),
+        ("bench", Some(std::process::id())),
+    ];
+    let calls = |rate: f64| (rate * sizes.grpc_secs as f64).round() as usize;
     log(
         args,
         format!("gRPC: 32 clients, {} s each", sizes.grpc_secs),
     );
     let url = intake.grpc_url();
+    let cpu = CpuMeter::start(&procs);
     let baseline = grpc_rate(&url, sizes.grpc_secs, |ch, _| async move {
         tonic_health::pb::health_client::HealthClient::new(ch)
             .check(tonic_health::pb::HealthCheckRequest {
@@ -1060,6 +1122,8 @@ async fn grpc_figures(
         Ok(())
     })
     .await?;
+    out["grpc_unary_baseline_cpu_us"] = cpu.per_item_us(calls(baseline));
+    let cpu = CpuMeter::start(&procs);
     let open = grpc_rate(&url, sizes.grpc_secs, |ch, i| async move {
         incident_proto::v1::intake_service_client::IntakeServiceClient::new(ch)
             .open_incident(pb::OpenIncidentRequest {
@@ -1073,6 +1137,7 @@ async fn grpc_figures(
         Ok(())
     })
     .await?;
+    out["grpc_open_cpu_us"] = cpu.per_item_us(calls(open));
     out["grpc_unary_baseline_per_s"] = json!(baseline.round());
     out["grpc_open_per_s"] = json!(open.round());
     out["grpc_open_ratio"] = json!(open / baseline);

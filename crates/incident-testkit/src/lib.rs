@@ -64,6 +64,11 @@ impl NatsServer {
         server
     }
 
+    /// The server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     fn launch(&mut self) {
         let child = Command::new(nats_server_bin())
             .args(["-js", "-a", "127.0.0.1", "-p"])
