@@ -6,12 +6,15 @@
 //! Deciding is pipelined with writing: while one batch is being written, the commands arriving
 //! are decided into the next one, against the state plus an overlay of what the batches not yet
 //! applied will change (incidents, request ids, dedup keys). When the written batch is applied,
-//! its overlay entries go. If a write fails, the batch decided on top of it fails too (its
-//! decisions may rest on what was not written) and the overlay is dropped; callers get
-//! `UNAVAILABLE` and retry against the state as it is on disk. Answers keep the order of the
-//! batches, so a repeated request is never answered before the original is durable.
+//! its overlay entries go. If a write does not land whole, the commands decided on top of it
+//! (none answered or written yet) are decided again, in order, against the state as it then is;
+//! the failed ones get `UNAVAILABLE`. When a write reports a failure but sled holds the records
+//! (a failed flush), the state takes them up from the log, so it keeps equal to the log and a
+//! retry finds what was recorded. Answers keep the order of the batches, so a repeated request
+//! is never answered before the original is durable.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use incident_domain::{
@@ -129,6 +132,8 @@ pub struct Processor {
     changes: broadcast::Sender<Change>,
     relay_wake: Arc<Notify>,
     metrics: Arc<Metrics>,
+    /// The last log record the state holds.
+    applied: AtomicU64,
 }
 
 /// What to answer for one pending command once its batch is written.
@@ -253,6 +258,8 @@ impl Processor {
         relay_wake: Arc<Notify>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        // the state was folded from the whole log
+        let applied = AtomicU64::new(log.head().seq);
         Self {
             log,
             state,
@@ -260,6 +267,7 @@ impl Processor {
             changes,
             relay_wake,
             metrics,
+            applied,
         }
     }
 
@@ -334,9 +342,10 @@ impl Processor {
         }
     }
 
-    /// Finishes the batch that was written and starts writing the one decided meanwhile; that
-    /// one fails instead when the written batch did not land whole (its decisions may rest on
-    /// what was not written).
+    /// Finishes the batch that was written and starts writing the one decided meanwhile. When
+    /// the written batch did not land whole, the decisions made on top of it may rest on what
+    /// was not written: that batch's commands (none answered or written yet) are decided again,
+    /// in the same order, against the state as it is now.
     fn written(
         &self,
         batch: Batch,
@@ -347,15 +356,12 @@ impl Processor {
         let intact = self.finish(batch, results, overlay);
         let next = next?;
         if intact {
-            self.write(next)
-        } else {
-            overlay.clear();
-            fail_all(
-                next.pending,
-                "an earlier write failed and these were decided on it; try again",
-            );
-            None
+            return self.write(next);
         }
+        overlay.clear();
+        let mut again = Batch::new(next.seq);
+        self.decide(&mut again, next.pending, overlay);
+        self.write(again)
     }
 
     /// Starts writing `batch`; a batch with nothing to append is answered at once (nothing is
@@ -377,7 +383,7 @@ impl Processor {
     fn decide(&self, batch: &mut Batch, pending: Vec<Pending>, overlay: &mut Overlay) {
         let state = match self.state.read() {
             Ok(s) => s,
-            Err(_) => return fail_all(pending, "state lock poisoned"),
+            Err(_) => return self.fail_all(pending, "state lock poisoned"),
         };
         let seq = batch.seq;
         for p in pending {
@@ -528,18 +534,16 @@ impl Processor {
         results: Result<Vec<Result<Appended, AppendError>>, tokio::task::JoinError>,
         overlay: &mut Overlay,
     ) -> bool {
-        let results = match results {
-            Ok(r) => r,
-            Err(e) => {
-                overlay.clear();
-                fail_all(batch.pending, &format!("append task failed: {e}"));
-                return false;
-            }
-        };
-        self.metrics.append_batches.fetch_add(
-            u64::from(!results.is_empty()),
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        // a write that died may still have landed: handled as a storage error, below
+        let results = results.unwrap_or_else(|e| {
+            let reason = format!("the append task failed: {e}");
+            (0..batch.decided.len())
+                .map(|_| Err(AppendError::Storage(reason.clone())))
+                .collect()
+        });
+        self.metrics
+            .append_batches
+            .fetch_add(u64::from(!results.is_empty()), Ordering::Relaxed);
         let intact = results.iter().all(Result::is_ok);
 
         // Apply what is durable, in order, and keep each request's resulting state.
@@ -551,13 +555,15 @@ impl Processor {
                 Ok(s) => s,
                 Err(_) => {
                     overlay.clear();
-                    fail_all(batch.pending, "state lock poisoned");
+                    self.fail_all(batch.pending, "state lock poisoned");
                     return false;
                 }
             };
+            let mut storage_failed = false;
             for (result, events) in results.into_iter().zip(batch.decided) {
                 match result {
-                    Ok(_) => {
+                    Ok(landed) => {
+                        self.applied.fetch_max(landed.last_seq, Ordering::Relaxed);
                         let mut last = None;
                         let appended = events.len() as u64;
                         for (e, event_id) in events {
@@ -579,18 +585,22 @@ impl Processor {
                         }
                         self.metrics
                             .events_appended
-                            .fetch_add(appended, std::sync::atomic::Ordering::Relaxed);
+                            .fetch_add(appended, Ordering::Relaxed);
                         after_append.push(last.ok_or_else(|| {
                             ServiceError::Internal("recorded event did not fold".into())
                         }));
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "append failed");
+                        storage_failed |= matches!(e, AppendError::Storage(_));
                         after_append.push(Err(ServiceError::Unavailable(format!(
                             "could not record the command: {e}"
                         ))));
                     }
                 }
+            }
+            if storage_failed {
+                self.catch_up(&mut state);
             }
         }
         // the projection holds the batch now (the state lock is released: deciding the next
@@ -618,7 +628,12 @@ impl Processor {
                         incident,
                         deduplicated,
                     })
-                    .ok_or_else(|| ServiceError::Internal("incident vanished".into())),
+                    .ok_or_else(|| {
+                        // the open it refers to was refused or not written
+                        ServiceError::Unavailable(
+                            "the incident this answers with was not recorded; try again".into(),
+                        )
+                    }),
                 Plan::Append {
                     index,
                     deduplicated,
@@ -642,6 +657,42 @@ impl Processor {
         }
         intact
     }
+
+    /// After a failed write or flush, the log may hold records the state does not (a batch
+    /// sled wrote whose flush then failed): folds them in, so the state keeps equal to the log
+    /// and a retry finds what was recorded.
+    fn catch_up(&self, state: &mut Projection) {
+        let from = self.applied.load(Ordering::Relaxed) + 1;
+        let head = self.log.head().seq;
+        if head < from {
+            return;
+        }
+        match crate::fold_from(state, &self.log, from) {
+            Ok(n) => {
+                tracing::warn!(
+                    records = n,
+                    "records whose write reported a failure are in the log; the state holds them"
+                );
+                self.applied.store(head, Ordering::Relaxed);
+                self.relay_wake.notify_one();
+            }
+            Err(e) => {
+                tracing::error!(
+                    error = %e.into_anyhow(),
+                    "the state could not take up records the log holds; restart intake"
+                );
+            }
+        }
+    }
+
+    fn fail_all(&self, batch: Vec<Pending>, reason: &str) {
+        tracing::error!(reason, "a command batch failed");
+        for p in batch {
+            let e = ServiceError::Unavailable(reason.to_owned());
+            self.metrics.command(p.command, e.result_label());
+            let _ = p.reply.send(Err(e));
+        }
+    }
 }
 
 fn clone_err(e: &ServiceError) -> ServiceError {
@@ -649,15 +700,6 @@ fn clone_err(e: &ServiceError) -> ServiceError {
         ServiceError::Rejected(d) => ServiceError::Rejected(d.clone()),
         ServiceError::Unavailable(s) => ServiceError::Unavailable(s.clone()),
         ServiceError::Internal(s) => ServiceError::Internal(s.clone()),
-    }
-}
-
-fn fail_all(batch: Vec<Pending>, reason: &str) {
-    tracing::error!(reason, "a command batch failed");
-    for p in batch {
-        let _ = p
-            .reply
-            .send(Err(ServiceError::Unavailable(reason.to_owned())));
     }
 }
 
@@ -679,12 +721,20 @@ mod tests {
         )
     }
 
+    type Answer = oneshot::Receiver<Result<Outcome, ServiceError>>;
+
     /// An open of incident `n` under `dedup_key`, and the receiver of its answer.
-    fn open(n: u8, dedup_key: &str) -> (Pending, oneshot::Receiver<Result<Outcome, ServiceError>>) {
+    fn open(n: u8, dedup_key: &str) -> (Pending, Answer) {
+        open_with(n, Some(dedup_key), None)
+    }
+
+    /// An open of incident `n` with an optional dedup key and request id.
+    fn open_with(n: u8, dedup_key: Option<&str>, request_id: Option<&str>) -> (Pending, Answer) {
         let Action::Open(mut open) = open_cmd(Impact::High, Urgency::High) else {
             unreachable!("open_cmd opens")
         };
-        open.dedup_key = Some(dedup_key.to_owned());
+        open.dedup_key = dedup_key.map(str::to_owned);
+        open.request_id = request_id.map(str::to_owned);
         let (reply, rx) = oneshot::channel();
         let pending = Pending {
             intent: Intent::Open {
@@ -754,16 +804,21 @@ mod tests {
         (pending, rx)
     }
 
+    /// Writes `batch` and finishes it, with nothing decided after it.
+    async fn write_now(p: &Processor, mut batch: Batch, overlay: &mut Overlay) {
+        let results = p.log.append_batch(appends(&mut batch));
+        assert!(p.written(batch, Ok(results), None, overlay).is_none());
+    }
+
     #[tokio::test]
-    async fn a_failed_write_fails_the_batch_decided_on_it() {
+    async fn a_failed_write_makes_the_batch_decided_on_it_decide_again() {
         let dir = tempfile::tempdir().unwrap();
         let p = processor(dir.path());
         let mut overlay = Overlay::default();
         let (first, first_rx) = open(1, "disk");
         let mut zero = Batch::new(1);
         p.decide(&mut zero, vec![first], &mut overlay);
-        let results = p.log.append_batch(appends(&mut zero));
-        assert!(p.written(zero, Ok(results), None, &mut overlay).is_none());
+        write_now(&p, zero, &mut overlay).await;
         let disk = first_rx.await.unwrap().unwrap().incident;
 
         // resolving it frees the dedup key, so an open under the key decided after it is new
@@ -786,32 +841,145 @@ mod tests {
             .iter()
             .map(|_| Err(AppendError::Storage("no space left on device".into())))
             .collect();
-        assert!(
-            p.written(one, Ok(failed), Some(two), &mut overlay)
-                .is_none()
-        );
+        let again = p
+            .written(one, Ok(failed), Some(two), &mut overlay)
+            .expect("the open is decided again and written");
         let resolve = resolve_rx.await.unwrap().unwrap_err();
         assert!(
             matches!(resolve, ServiceError::Unavailable(_)),
             "{resolve:?}"
         );
-        // the open rested on the resolve: it fails too, so the key never has two active
-        // incidents, and nothing of it reached the log
-        let second = second_rx.await.unwrap().unwrap_err();
-        assert!(matches!(second, ServiceError::Unavailable(_)), "{second:?}");
-        assert_eq!(p.log.head().seq, 1);
+        // decided again on the state as it is on disk, the open adds to the incident that is
+        // still active: the key never has two active incidents
+        let results = again.task.await;
+        assert!(
+            p.written(again.batch, results, None, &mut overlay)
+                .is_none()
+        );
+        let second = second_rx.await.unwrap().unwrap();
+        assert!(second.deduplicated);
+        assert_eq!(second.incident.id, disk.id);
+        assert!(second.incident.status.is_active());
+        assert_eq!(p.log.head().seq, 2);
         assert_eq!(p.state.read().unwrap().len(), 1);
         assert!(overlay.incidents.is_empty() && overlay.dedup.is_empty());
+    }
 
-        // retried, the open is decided on the state as it is on disk: a duplicate
-        let (third, third_rx) = open(3, "disk");
-        let mut three = Batch::new(4);
-        p.decide(&mut three, vec![third], &mut overlay);
-        let results = p.log.append_batch(appends(&mut three));
-        assert!(p.written(three, Ok(results), None, &mut overlay).is_none());
-        let third = third_rx.await.unwrap().unwrap();
-        assert!(third.deduplicated);
-        assert_eq!(third.incident.id, disk.id);
+    #[tokio::test]
+    async fn one_refused_request_leaves_the_rest_of_its_batch_and_the_next_standing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = processor(dir.path());
+        let mut overlay = Overlay::default();
+        let (a, a_rx) = open(1, "a");
+        let (b, b_rx) = open(2, "b");
+        let mut one = Batch::new(1);
+        p.decide(&mut one, vec![a, b], &mut overlay);
+        let (c, c_rx) = open(3, "a");
+        let mut two = Batch::new(2);
+        p.decide(&mut two, vec![c], &mut overlay);
+
+        // the first request lands; the log refuses the second
+        let mut reqs = appends(&mut one);
+        let refused = reqs.pop().unwrap();
+        let mut results = p.log.append_batch(reqs);
+        results.push(Err(AppendError::Conflict {
+            stream: refused.stream,
+            expected: 0,
+            actual: 1,
+        }));
+        let again = p
+            .written(one, Ok(results), Some(two), &mut overlay)
+            .expect("the next batch is written");
+        let a = a_rx.await.unwrap().unwrap();
+        assert!(!a.deduplicated);
+        assert!(matches!(
+            b_rx.await.unwrap().unwrap_err(),
+            ServiceError::Unavailable(_)
+        ));
+        let results = again.task.await;
+        assert!(
+            p.written(again.batch, results, None, &mut overlay)
+                .is_none()
+        );
+        let c = c_rx.await.unwrap().unwrap();
+        assert!(c.deduplicated);
+        assert_eq!(c.incident.id, a.incident.id);
+        assert_eq!(p.log.head().seq, 2);
+    }
+
+    #[tokio::test]
+    async fn a_batch_written_during_another_keeps_its_effects_when_that_one_is_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = processor(dir.path());
+        let mut overlay = Overlay::default();
+        let (a, a_rx) = open(1, "a");
+        let mut one = Batch::new(1);
+        p.decide(&mut one, vec![a], &mut overlay);
+        let (b, b_rx) = open(2, "disk");
+        let mut two = Batch::new(2);
+        p.decide(&mut two, vec![b], &mut overlay);
+        let results = p.log.append_batch(appends(&mut one));
+        let writing = p
+            .written(one, Ok(results), Some(two), &mut overlay)
+            .expect("the second batch is being written");
+        a_rx.await.unwrap().unwrap();
+        // applying the first batch kept what the second staged: an open under its key,
+        // decided while it is written, adds to its incident
+        let (c, c_rx) = open(3, "disk");
+        let mut three = Batch::new(3);
+        p.decide(&mut three, vec![c], &mut overlay);
+        let results = writing.task.await;
+        let writing = p
+            .written(writing.batch, results, Some(three), &mut overlay)
+            .expect("the third batch is being written");
+        let b = b_rx.await.unwrap().unwrap();
+        let results = writing.task.await;
+        assert!(
+            p.written(writing.batch, results, None, &mut overlay)
+                .is_none()
+        );
+        let c = c_rx.await.unwrap().unwrap();
+        assert!(c.deduplicated);
+        assert_eq!(c.incident.id, b.incident.id);
+        assert_eq!(p.state.read().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn records_written_by_a_write_that_reported_failure_join_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = processor(dir.path());
+        let mut overlay = Overlay::default();
+        let (first, first_rx) = open_with(1, None, Some("req-1"));
+        let mut one = Batch::new(1);
+        p.decide(&mut one, vec![first], &mut overlay);
+        // sled takes the batch, then its flush fails: the log holds the open, the caller is told
+        // it failed
+        for r in p.log.append_batch(appends(&mut one)) {
+            r.unwrap();
+        }
+        let failed = vec![Err(AppendError::Storage("flushing: I/O error".into()))];
+        assert!(p.written(one, Ok(failed), None, &mut overlay).is_none());
+        assert!(matches!(
+            first_rx.await.unwrap().unwrap_err(),
+            ServiceError::Unavailable(_)
+        ));
+        // the state holds what the log holds, so the caller's retry finds the incident
+        let rebuilt = crate::rebuild(&p.log).unwrap();
+        assert_eq!(rebuilt.len(), 1);
+        {
+            let state = p.state.read().unwrap();
+            for inc in rebuilt.list(&Default::default(), None, 10).0 {
+                assert_eq!(state.get(&inc.id), Some(&inc));
+            }
+        }
+        let (retry, retry_rx) = open_with(2, None, Some("req-1"));
+        let mut two = Batch::new(2);
+        p.decide(&mut two, vec![retry], &mut overlay);
+        assert!(p.write(two).is_none(), "nothing to write for a retry");
+        let retry = retry_rx.await.unwrap().unwrap();
+        assert!(retry.deduplicated);
+        assert_eq!(p.log.head().seq, 1);
+        assert_eq!(p.applied.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]
