@@ -401,20 +401,24 @@ impl Processor {
         seq: u64,
         batch: &mut Batch,
     ) -> Plan {
-        let current = |id: &IncidentId, overlay: &Overlay| {
+        fn current<'a>(
+            id: &IncidentId,
+            overlay: &'a Overlay,
+            state: &'a Projection,
+        ) -> Option<&'a Incident> {
             overlay
                 .incidents
                 .get(id)
-                .map(|(_, i)| i.clone())
-                .or_else(|| state.get(id).cloned())
-        };
+                .map(|(_, i)| i)
+                .or_else(|| state.get(id))
+        }
         let active_by_dedup = |key: &str, overlay: &Overlay| {
             overlay
                 .dedup
                 .get(key)
                 .map(|(_, id)| id)
                 .or_else(|| state.active_by_dedup(key))
-                .filter(|id| current(id, overlay).is_some_and(|i| i.status.is_active()))
+                .filter(|id| current(id, overlay, state).is_some_and(|i| i.status.is_active()))
                 .cloned()
         };
         let (target, action, deduplicated) = match &p.intent {
@@ -461,9 +465,10 @@ impl Processor {
                 }
             }
         };
-        let before = current(&target, overlay);
+        let before = current(&target, overlay, state);
+        let version = before.map_or(0, |b| b.version);
         let cmd = Command::new(target.clone(), p.at, &p.actor, action);
-        let events = match decide(before.as_ref(), &cmd, &self.matrix) {
+        let events = match decide(before, &cmd, &self.matrix) {
             Err(e) => return Plan::Refused(e.into()),
             Ok(events) if events.is_empty() => {
                 return Plan::Current {
@@ -473,7 +478,7 @@ impl Processor {
             }
             Ok(events) => events,
         };
-        let mut after = before.clone();
+        let mut after = before.cloned();
         let mut encoded = Vec::with_capacity(events.len());
         let mut new_events = Vec::with_capacity(events.len());
         for e in events {
@@ -510,7 +515,6 @@ impl Processor {
         {
             overlay.dedup.insert(k.clone(), (seq, after.id.clone()));
         }
-        let version = before.as_ref().map_or(0, |b| b.version);
         batch.appends.push(AppendRequest {
             stream: target.to_string(),
             expected: ExpectedVersion::Exact(version),
@@ -560,6 +564,8 @@ impl Processor {
                 }
             };
             let mut storage_failed = false;
+            // each change carries the incident: built only when someone watches
+            let watched = self.changes.receiver_count() > 0;
             for (result, events) in results.into_iter().zip(batch.decided) {
                 match result {
                     Ok(landed) => {
@@ -569,11 +575,13 @@ impl Processor {
                         for (e, event_id) in events {
                             match state.apply(&e) {
                                 Ok(inc) => {
-                                    changes.push(Change {
-                                        event_type: stored::type_name(&e.kind),
-                                        event_id,
-                                        incident: inc.clone(),
-                                    });
+                                    if watched {
+                                        changes.push(Change {
+                                            event_type: stored::type_name(&e.kind),
+                                            event_id,
+                                            incident: inc.clone(),
+                                        });
+                                    }
                                     last = Some(inc.clone());
                                 }
                                 Err(err) => {
