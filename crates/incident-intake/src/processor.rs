@@ -554,6 +554,7 @@ impl Processor {
         let mut after_append: Vec<Result<Incident, ServiceError>> =
             Vec::with_capacity(results.len());
         let mut changes = Vec::new();
+        let mut recorded = false;
         {
             let mut state = match self.state.write() {
                 Ok(s) => s,
@@ -570,6 +571,7 @@ impl Processor {
                 match result {
                     Ok(landed) => {
                         self.applied.fetch_max(landed.last_seq, Ordering::Relaxed);
+                        recorded |= !events.is_empty();
                         let mut last = None;
                         let appended = events.len() as u64;
                         for (e, event_id) in events {
@@ -618,7 +620,8 @@ impl Processor {
         } else {
             overlay.clear();
         }
-        if !changes.is_empty() {
+        // the relay publishes what was recorded now, not at its next poll
+        if recorded {
             self.relay_wake.notify_one();
         }
         for change in changes {
@@ -791,6 +794,10 @@ mod tests {
         assert_eq!(second.incident.duplicate_count, 1);
         assert_eq!(p.log.head().seq, 2);
         assert!(overlay.incidents.is_empty() && overlay.dedup.is_empty());
+        // nobody watches, and the relay is woken all the same
+        assert_eq!(p.changes.receiver_count(), 0);
+        let woken = tokio::time::timeout(std::time::Duration::ZERO, p.relay_wake.notified()).await;
+        assert!(woken.is_ok(), "the relay was not woken");
     }
 
     /// A command acting on incident `id`, and the receiver of its answer.
