@@ -318,15 +318,15 @@ async fn a_damaged_snapshot_is_set_aside_and_the_whole_log_folded() {
     // 2. a snapshot whose stored bytes no longer match their checksum (a flipped byte on disk)
     {
         let db = incident_eventlog::open_db(&data.join("log")).unwrap();
-        let key = incident_eventlog::layout::prefixed(
-            incident_eventlog::layout::SNAPSHOT,
-            snapshot::NAME.as_bytes(),
-        );
-        let mut v = db.get(&key).unwrap().unwrap().to_vec();
+        let key = snapshot::NAME.as_bytes();
+        let snapshots = db
+            .open_tree(incident_eventlog::layout::SNAPSHOT_TREE)
+            .unwrap();
+        let mut v = snapshots.get(key).unwrap().unwrap().to_vec();
         let at = v.len() - 5;
         v[at] ^= 0x01;
-        db.insert(key, v).unwrap();
-        db.flush().unwrap();
+        snapshots.insert(key, v).unwrap();
+        snapshots.flush().unwrap();
     }
     let mut intake = start(&nats, &data, 3).await;
     let text = log_text(&intake);

@@ -14,7 +14,13 @@
 //! | `v` len u16, stream, version u64 | seq u64 of that version of the stream |
 //! | `p` input id | seq u64 of the head when the input was recorded as processed |
 //! | `c` name | cursor u64 |
-//! | `n` name | snapshot: format byte 1, seq u64, sha256(seq u64, bytes) 32 bytes, bytes |
+//!
+//! Snapshots live in their own tree, [`SNAPSHOT_TREE`], keyed by name: format byte 1, seq u64,
+//! sha256(seq u64, bytes) 32 bytes, bytes. Not in the default tree: sled keeps a leaf's values
+//! inline and copies the whole leaf when it splits, and the leaf holding the newest event ids
+//! and the head is written by every append. A snapshot of hundreds of megabytes there made each
+//! small append copy it (200 batches of 10 events after a 50 MB snapshot: 36 s, against 0.1 s).
+//! An `n`-prefixed snapshot an earlier build left in the default tree is removed on open.
 //!
 //! Record header, format 1 (85 bytes): format byte `1`, seq u64, version u64, prev_hash 32,
 //! hash 32, stream length u16, event id length u16; then the stream and the event id (UTF-8)
@@ -43,8 +49,10 @@ pub const STREAM_INDEX: u8 = b'v';
 pub const PROCESSED: u8 = b'p';
 /// Prefix of cursors (`c` + name).
 pub const CURSOR: u8 = b'c';
-/// Prefix of snapshots (`n` + name).
+/// Prefix of snapshots an earlier build kept in the default tree (`n` + name); removed on open.
 pub const SNAPSHOT: u8 = b'n';
+/// The sled tree holding snapshots, keyed by name.
+pub const SNAPSHOT_TREE: &str = "snapshots";
 
 /// The start of the format marker's value.
 pub const MAGIC: &[u8] = b"incident-eventlog";

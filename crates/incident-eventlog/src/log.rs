@@ -51,6 +51,8 @@ impl std::fmt::Debug for EventLog {
 
 pub(crate) struct Inner {
     pub(crate) db: sled::Db,
+    /// [`layout::SNAPSHOT_TREE`].
+    snapshots: sled::Tree,
     pub(crate) path: PathBuf,
     writer: Mutex<Writer>,
     /// The head readers see: always a durable, fully written record (or genesis).
@@ -94,6 +96,23 @@ pub fn open_db(path: &Path) -> Result<sled::Db, LogError> {
     }
 }
 
+/// Removes snapshots an earlier build stored in the default tree (see [`layout::SNAPSHOT`]):
+/// they are a cache, and there they slow every append down.
+fn remove_legacy_snapshots(db: &sled::Db, path: &Path) -> Result<(), LogError> {
+    let mut removed = false;
+    for key in db.scan_prefix([layout::SNAPSHOT]).keys() {
+        let key = key.map_err(|e| LogError::storage(path, "reading", e))?;
+        db.remove(key)
+            .map_err(|e| LogError::storage(path, "writing to", e))?;
+        removed = true;
+    }
+    if removed {
+        db.flush()
+            .map_err(|e| LogError::storage(path, "flushing", e))?;
+    }
+    Ok(())
+}
+
 impl EventLog {
     /// Opens (or creates) the log in the folder `path` with [`Options::default`].
     pub fn open(path: &Path) -> Result<Self, LogError> {
@@ -107,9 +126,14 @@ impl EventLog {
         check_meta(&db, path, true)?;
         let head = load_head(&db, path)?;
         verify_tail(&db, path, head, opts.verify_tail)?;
+        let snapshots = db
+            .open_tree(layout::SNAPSHOT_TREE)
+            .map_err(|e| LogError::storage(path, "opening the snapshots of", e))?;
+        remove_legacy_snapshots(&db, path)?;
         Ok(EventLog {
             inner: Arc::new(Inner {
                 db,
+                snapshots,
                 path: path.to_path_buf(),
                 writer: Mutex::new(Writer {
                     head,
@@ -574,16 +598,18 @@ impl Inner {
     }
 
     fn save_snapshot(&self, name: &str, seq: u64, bytes: &[u8]) -> Result<(), LogError> {
-        let key = layout::prefixed(layout::SNAPSHOT, name.as_bytes());
-        self.db
-            .insert(key, layout::encode_snapshot(seq, bytes))
+        self.snapshots
+            .insert(name.as_bytes(), layout::encode_snapshot(seq, bytes))
             .map_err(|e| self.storage("writing to", e))?;
         self.flush()
     }
 
     fn load_snapshot(&self, name: &str) -> Result<Option<(u64, Vec<u8>)>, LogError> {
-        let key = layout::prefixed(layout::SNAPSHOT, name.as_bytes());
-        let Some(v) = self.db.get(key).map_err(|e| self.storage("reading", e))? else {
+        let Some(v) = self
+            .snapshots
+            .get(name.as_bytes())
+            .map_err(|e| self.storage("reading", e))?
+        else {
             return Ok(None);
         };
         match layout::decode_snapshot(&v) {
@@ -606,9 +632,8 @@ impl Inner {
     }
 
     fn delete_snapshot(&self, name: &str) -> Result<(), LogError> {
-        let key = layout::prefixed(layout::SNAPSHOT, name.as_bytes());
-        self.db
-            .remove(key)
+        self.snapshots
+            .remove(name.as_bytes())
             .map_err(|e| self.storage("writing to", e))?;
         self.flush()
     }

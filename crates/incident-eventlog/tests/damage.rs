@@ -287,14 +287,13 @@ fn a_damaged_snapshot_is_detected() {
     log.save_snapshot("state", 3, b"{\"incidents\":3}").unwrap();
     drop(log);
     with_db(dir.path(), |db| {
-        let key = layout::prefixed(layout::SNAPSHOT, b"state");
-        let mut v = db.get(&key).unwrap().unwrap().to_vec();
+        let snapshots = db.open_tree(layout::SNAPSHOT_TREE).unwrap();
+        let mut v = snapshots.get("state").unwrap().unwrap().to_vec();
         if let Some(b) = v.last_mut() {
             *b ^= 1;
         }
-        db.insert(&key, v).unwrap();
-        db.insert(layout::prefixed(layout::SNAPSHOT, b"short"), b"\x01ab")
-            .unwrap();
+        snapshots.insert("state", v).unwrap();
+        snapshots.insert("short", b"\x01ab").unwrap();
     });
     let log = EventLog::open(dir.path()).unwrap();
     let e = log.load_snapshot("state").unwrap_err();
@@ -340,4 +339,40 @@ fn verify_chain_names_the_record_in_a_tampered_copy() {
             .seq,
         1
     );
+}
+
+#[test]
+fn snapshots_stay_out_of_the_tree_every_append_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = EventLog::open(dir.path()).unwrap();
+        fill(&log, 3);
+        log.save_snapshot("state", 3, b"{}").unwrap();
+    }
+    with_db(dir.path(), |db| {
+        // in its own tree, not among the records, indexes and head
+        assert_eq!(db.scan_prefix([layout::SNAPSHOT]).count(), 0);
+        let snapshots = db.open_tree(layout::SNAPSHOT_TREE).unwrap();
+        assert!(snapshots.get("state").unwrap().is_some());
+        // what an earlier build left in the default tree
+        db.insert(
+            layout::prefixed(layout::SNAPSHOT, b"state"),
+            vec![0u8; 4096],
+        )
+        .unwrap();
+    });
+    let log = EventLog::open(dir.path()).unwrap();
+    assert_eq!(
+        log.load_snapshot("state").unwrap(),
+        Some((3, b"{}".to_vec()))
+    );
+    assert_eq!(log.verify().unwrap().seq, 3);
+    drop(log);
+    with_db(dir.path(), |db| {
+        assert_eq!(
+            db.scan_prefix([layout::SNAPSHOT]).count(),
+            0,
+            "the old snapshot was removed on open"
+        );
+    });
 }

@@ -647,15 +647,15 @@ mod tests {
         {
             // flip one byte of the stored body, behind the log's back
             let db = incident_eventlog::open_db(&path).unwrap();
-            let key = incident_eventlog::layout::prefixed(
-                incident_eventlog::layout::SNAPSHOT,
-                NAME.as_bytes(),
-            );
-            let mut v = db.get(&key).unwrap().unwrap().to_vec();
+            let key = NAME.as_bytes();
+            let snapshots = db
+                .open_tree(incident_eventlog::layout::SNAPSHOT_TREE)
+                .unwrap();
+            let mut v = snapshots.get(key).unwrap().unwrap().to_vec();
             let last = v.len() - 3;
             v[last] ^= 0x20;
-            db.insert(key, v).unwrap();
-            db.flush().unwrap();
+            snapshots.insert(key, v).unwrap();
+            snapshots.flush().unwrap();
         }
         let log = EventLog::open(&path).unwrap();
         assert!(log.load_snapshot(NAME).is_err());
