@@ -406,3 +406,50 @@ async fn a_long_fold_leaves_a_snapshot_and_zero_turns_snapshots_off() {
     drop(c);
     stop(&mut intake);
 }
+
+/// A dashboard watching incidents does not hold a clean stop up: its stream ends with
+/// `UNAVAILABLE` (watch again elsewhere), intake exits well inside docker-compose's grace
+/// period, and the snapshot is written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_with_a_watcher_connected_ends_the_watch_and_writes_the_snapshot() {
+    use futures::StreamExt;
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("intake");
+    let mut intake = start(&nats, &data, 1).await;
+    let mut c = client(&intake).await;
+    let mut watch = c
+        .watch_incidents(pb::WatchIncidentsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    open(&mut c, req("Checkout down", "", "")).await;
+    let change = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("a change within 10 s");
+    assert!(change.unwrap().is_ok());
+
+    let stopping = tokio::task::spawn_blocking(move || {
+        let status = intake.terminate(Duration::from_secs(8));
+        (intake, status)
+    });
+    let ended = tokio::time::timeout(Duration::from_secs(8), watch.next())
+        .await
+        .expect("the watch ends when intake stops");
+    match ended {
+        Some(Err(status)) => assert_eq!(status.code(), tonic::Code::Unavailable, "{status}"),
+        None => {}
+        Some(Ok(change)) => panic!("a change after the stop: {change:?}"),
+    }
+    let (intake, status) = stopping.await.unwrap();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "intake did not stop cleanly within 8 s with a watcher connected: {status:?}\n{}",
+        intake.log()
+    );
+    assert!(
+        log_text(&intake).contains("snapshot written"),
+        "{}",
+        intake.log()
+    );
+}

@@ -8,7 +8,7 @@ use futures::Stream;
 use incident_domain::{Action, DomainError, IncidentId, OpenIncident, Source};
 use incident_proto::v1 as pb;
 use incident_proto::v1::intake_service_server::IntakeService;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tonic::{Request, Response, Status};
 
 use crate::convert;
@@ -20,6 +20,9 @@ pub struct IntakeApi {
     handle: Handle,
     state: Arc<RwLock<Projection>>,
     changes: broadcast::Sender<Change>,
+    /// Turns true when intake starts stopping: watch streams then end, so they do not hold the
+    /// server's graceful shutdown up.
+    stopping: watch::Receiver<bool>,
 }
 
 impl IntakeApi {
@@ -27,11 +30,13 @@ impl IntakeApi {
         handle: Handle,
         state: Arc<RwLock<Projection>>,
         changes: broadcast::Sender<Change>,
+        stopping: watch::Receiver<bool>,
     ) -> Self {
         Self {
             handle,
             state,
             changes,
+            stopping,
         }
     }
 
@@ -297,9 +302,23 @@ impl IntakeService for IntakeApi {
         let r = request.into_inner();
         let f = filter(&r.statuses, &r.priorities, &r.service, &r.group)?;
         let mut rx = self.changes.subscribe();
+        let stopping = self.stopping.clone();
         let stream = async_stream(move |tx| async move {
+            let stopped = stopped(stopping);
+            tokio::pin!(stopped);
             loop {
-                match rx.recv().await {
+                let next = tokio::select! {
+                    next = rx.recv() => next,
+                    () = &mut stopped => {
+                        let _ = tx
+                            .send(Err(Status::unavailable(
+                                "intake is stopping; watch again once it is back",
+                            )))
+                            .await;
+                        return;
+                    }
+                };
+                match next {
                     Ok(change) => {
                         if !f.matches(&change.incident) {
                             continue;
@@ -326,6 +345,15 @@ impl IntakeService for IntakeApi {
             }
         });
         Ok(Response::new(stream))
+    }
+}
+
+/// Completes once intake is stopping (or has stopped).
+async fn stopped(mut stopping: watch::Receiver<bool>) {
+    loop {
+        if *stopping.borrow_and_update() || stopping.changed().await.is_err() {
+            return;
+        }
     }
 }
 

@@ -337,7 +337,7 @@ pub async fn run(
         .health
         .set_serving::<IntakeServiceServer<grpc::IntakeApi>>()
         .await;
-    let api = grpc::IntakeApi::new(handle.clone(), state.clone(), changes);
+    let api = grpc::IntakeApi::new(handle.clone(), state.clone(), changes, stop_rx.clone());
 
     let shared = http::Shared {
         log: log.clone(),
