@@ -116,10 +116,18 @@ fn stop(intake: &mut ServiceProcess) {
     );
 }
 
-/// (snapshot seq, log head) of the stopped intake's log.
+/// (snapshot seq, log head) of the stopped intake's log; and a start from its snapshot gives
+/// exactly the state a fold of the whole log gives.
 fn snapshot_and_head(data: &Path) -> (Option<u64>, u64) {
     let log = EventLog::open(&data.join("log")).unwrap();
     let seq = log.load_snapshot(snapshot::NAME).unwrap().map(|(s, _)| s);
+    if seq.is_some() {
+        let (from_snapshot, _) = snapshot::load(&log).unwrap();
+        assert!(
+            from_snapshot == incident_intake::rebuild(&log).unwrap(),
+            "the state loaded from the snapshot differs from the fold of the log"
+        );
+    }
     (seq, log.head().seq)
 }
 

@@ -17,8 +17,9 @@
 //! ahead of the log, another history, not matching its own seq) is logged, deleted, and the
 //! whole log is folded instead.
 //!
-//! **Bump [`FORMAT`] whenever `incident_domain::Incident` (or a type it holds) changes shape**:
-//! the golden test below fails when it does.
+//! **Bump [`FORMAT`] whenever `incident_domain::Incident` (or a type it holds) changes shape, or
+//! folding gives another result** (a change to `evolve` or to the indexes): an old snapshot would
+//! otherwise load a state the fold no longer gives. The golden tests below fail on either.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -569,6 +570,25 @@ mod tests {
         };
         assert_eq!(body(&written), body(golden.as_bytes()));
     }
+
+    /// The fold's result for a fixed history, pinned. A change to how events fold or how the
+    /// indexes are kept changes what a fold gives while an old snapshot keeps the old result:
+    /// when this fails, bump [`FORMAT`] (old snapshots are then set aside and the log folded),
+    /// then update the expected body.
+    #[test]
+    fn the_fold_of_a_fixed_history_is_pinned() {
+        let (_dir, log) = logged();
+        let written = encode(&crate::rebuild(&log).unwrap(), log.head());
+        let nl = written.iter().position(|c| *c == b'\n').unwrap();
+        let got: serde_json::Value = serde_json::from_slice(&written[nl + 1..]).unwrap();
+        let expected: serde_json::Value = serde_json::from_str(FOLD_GOLDEN).unwrap();
+        assert_eq!(
+            got, expected,
+            "the fold of the same history changed: bump FORMAT, then update FOLD_GOLDEN to\n{got}"
+        );
+    }
+
+    const FOLD_GOLDEN: &str = r#"{"by_dedup":{"db-down":"INC-1"},"by_request":{"req-1":"INC-1","req-2":"INC-1","req-3":"INC-3"},"incidents":[{"acknowledged_at":null,"assignee":null,"closed_at":null,"comments":[],"dedup_key":"db-down","description":"pages time out","duplicate_count":1,"group":"payments-oncall","hold_reason":null,"id":"INC-1","impact":"high","opened_at":"2026-05-28T20:26:40Z","priority":"P2","reopen_count":0,"request_id":"req-1","resolution_note":null,"resolved_at":null,"service":"payments","sources":[[{"key":"db-down","kind":"pagerduty"},"2026-05-28T20:26:40Z"],[{"key":"db-down","kind":"pagerduty"},"2026-05-28T20:26:41Z"]],"status":"open","title":"Checkout down (INC-1)","updated_at":"2026-05-28T20:26:41Z","urgency":"medium","version":2},{"acknowledged_at":null,"assignee":null,"closed_at":null,"comments":[],"dedup_key":"disk-full","description":"pages time out","duplicate_count":0,"group":"payments-oncall","hold_reason":null,"id":"INC-2","impact":"high","opened_at":"2026-05-28T20:26:42Z","priority":"P2","reopen_count":0,"request_id":null,"resolution_note":"cleaned","resolved_at":"2026-05-28T20:26:43Z","service":"payments","sources":[[{"key":"disk-full","kind":"pagerduty"},"2026-05-28T20:26:42Z"]],"status":"resolved","title":"Checkout down (INC-2)","updated_at":"2026-05-28T20:26:43Z","urgency":"medium","version":2},{"acknowledged_at":null,"assignee":null,"closed_at":null,"comments":[{"at":"2026-05-28T20:26:45Z","author":"carol","text":"looking"}],"dedup_key":null,"description":"pages time out","duplicate_count":0,"group":"payments-oncall","hold_reason":null,"id":"INC-3","impact":"high","opened_at":"2026-05-28T20:26:44Z","priority":"P2","reopen_count":0,"request_id":"req-3","resolution_note":null,"resolved_at":null,"service":"payments","sources":[[{"key":"","kind":"pagerduty"},"2026-05-28T20:26:44Z"]],"status":"open","title":"Checkout down (INC-3)","updated_at":"2026-05-28T20:26:45Z","urgency":"medium","version":2}]}"#;
 
     #[test]
     fn load_folds_only_the_records_after_the_snapshot() {
