@@ -225,6 +225,18 @@ async fn a_clean_restart_starts_from_the_snapshot_with_incidents_and_indexes() {
     indexes_answer(&mut c, &opened).await;
     drop(c);
     stop(&mut intake);
+
+    // a start and stop with nothing recorded in between leaves the snapshot as it is
+    let (snap, head) = snapshot_and_head(&data);
+    assert_eq!(snap, Some(head));
+    let mut intake = start(&nats, &data, 3).await;
+    stop(&mut intake);
+    let text = log_text(&intake);
+    assert!(
+        text.contains("the snapshot is current") && !text.contains("snapshot written"),
+        "{text}"
+    );
+    assert_eq!(snapshot_and_head(&data), (Some(head), head));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -136,10 +136,15 @@ fn load_state(
 }
 
 /// Writes the snapshot at shutdown, when the state is the fold of the whole log; a failure is
-/// logged, not fatal (the next start folds more).
-fn shutdown_snapshot(log: &EventLog, state: &RwLock<Projection>) {
+/// logged, not fatal (the next start folds more). `current` is the seq of the snapshot the log
+/// already holds, when known: one taken at the head is not written again.
+fn shutdown_snapshot(log: &EventLog, state: &RwLock<Projection>, current: Option<u64>) {
     let started = std::time::Instant::now();
     let head = log.head();
+    if current == Some(head.seq) {
+        tracing::info!(seq = head.seq, "the snapshot is current; not written again");
+        return;
+    }
     let state = match state.read() {
         Ok(s) => s,
         Err(p) => p.into_inner(),
@@ -203,55 +208,62 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let snapshot_after = config.snapshot_after_events;
-    let (log, state, start_snapshot) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let log = EventLog::open(&log_dir)?;
-        let (state, loaded) = load_state(&log, snapshot_after)?;
-        let head = log.head();
-        tracing::info!(
-            incidents = state.len(),
-            log_head = head.seq,
-            snapshot_seq = loaded.snapshot_seq,
-            folded = loaded.folded,
-            ms = loaded.millis,
-            "state loaded {}",
-            match loaded.snapshot_seq {
-                Some(_) => "from the snapshot and the records after it",
-                None => "by folding the whole log",
-            }
-        );
-        // A start that had to fold many records leaves a snapshot for the next one. It is
-        // encoded here, before the state is shared: nothing else reads or writes it yet, so it
-        // is exactly the fold up to `head` and no command waits on a lock while it is encoded
-        // (a fraction of the fold it saves). Writing it (checksum, sled, fsync) needs no state,
-        // so that runs in the background while intake serves; shutdown waits for it, so it
-        // never lands over the newer snapshot shutdown writes.
-        let start_snapshot = if snapshot_after > 0 && loaded.folded >= snapshot_after {
-            let started = std::time::Instant::now();
-            let bytes = snapshot::encode(&state, head);
+    let (log, state, start_snapshot, loaded_snapshot) =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let log = EventLog::open(&log_dir)?;
+            let (state, loaded) = load_state(&log, snapshot_after)?;
+            let head = log.head();
             tracing::info!(
-                seq = head.seq,
-                bytes = bytes.len(),
-                ms = started.elapsed().as_millis() as u64,
-                "snapshot encoded; writing it in the background"
-            );
-            let log = log.clone();
-            Some(tokio::task::spawn_blocking(move || {
-                let started = std::time::Instant::now();
-                match snapshot::write(&log, head, &bytes) {
-                    Ok(()) => tracing::info!(
-                        seq = head.seq,
-                        ms = started.elapsed().as_millis() as u64,
-                        "snapshot written"
-                    ),
-                    Err(e) => tracing::warn!(error = %e, "the start's snapshot was not written"),
+                incidents = state.len(),
+                log_head = head.seq,
+                snapshot_seq = loaded.snapshot_seq,
+                folded = loaded.folded,
+                ms = loaded.millis,
+                "state loaded {}",
+                match loaded.snapshot_seq {
+                    Some(_) => "from the snapshot and the records after it",
+                    None => "by folding the whole log",
                 }
-            }))
-        } else {
-            None
-        };
-        Ok((log, state, start_snapshot))
-    })
-    .await??;
+            );
+            // A start that had to fold many records leaves a snapshot for the next one. It is
+            // encoded here, before the state is shared: nothing else reads or writes it yet, so it
+            // is exactly the fold up to `head` and no command waits on a lock while it is encoded
+            // (a fraction of the fold it saves). Writing it (checksum, sled, fsync) needs no state,
+            // so that runs in the background while intake serves; shutdown waits for it, so it
+            // never lands over the newer snapshot shutdown writes.
+            let start_snapshot = if snapshot_after > 0 && loaded.folded >= snapshot_after {
+                let started = std::time::Instant::now();
+                let bytes = snapshot::encode(&state, head);
+                tracing::info!(
+                    seq = head.seq,
+                    bytes = bytes.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "snapshot encoded; writing it in the background"
+                );
+                let log = log.clone();
+                Some(tokio::task::spawn_blocking(move || {
+                    let started = std::time::Instant::now();
+                    match snapshot::write(&log, head, &bytes) {
+                        Ok(()) => {
+                            tracing::info!(
+                                seq = head.seq,
+                                ms = started.elapsed().as_millis() as u64,
+                                "snapshot written"
+                            );
+                            Some(head.seq)
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the start's snapshot was not written");
+                            None
+                        }
+                    }
+                }))
+            } else {
+                None
+            };
+            Ok((log, state, start_snapshot, loaded.snapshot_seq))
+        })
+        .await??;
     let state = Arc::new(RwLock::new(state));
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -382,13 +394,16 @@ pub async fn run(
         tokio::task::spawn_blocking(move || log.flush()).await?
     };
     flush.context("flushing the log")?;
-    if let Some(task) = start_snapshot {
-        let _ = task.await;
-    }
+    // the snapshot the log holds now: the one the start wrote, or the one it loaded
+    let current_snapshot = match start_snapshot {
+        Some(task) => task.await.ok().flatten(),
+        None => loaded_snapshot,
+    };
     if snapshot_after > 0 {
         // The processor, the only writer, has drained and applies only what is durable: the
         // state is the fold of the log up to its head.
-        tokio::task::spawn_blocking(move || shutdown_snapshot(&log, &state)).await?;
+        tokio::task::spawn_blocking(move || shutdown_snapshot(&log, &state, current_snapshot))
+            .await?;
     }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), client.drain()).await;
     tracing::info!("stopped cleanly");
