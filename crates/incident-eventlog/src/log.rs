@@ -96,6 +96,19 @@ pub fn open_db(path: &Path) -> Result<sled::Db, LogError> {
     }
 }
 
+/// Hands each of `records` to `f`; see [`EventLog::visit_from`].
+fn visit<E: From<LogError>>(
+    mut records: Records<'_>,
+    mut f: impl FnMut(RecordRef<'_>) -> Result<(), E>,
+) -> Result<u64, E> {
+    let mut visited = 0;
+    while records.remaining() {
+        records.step_with(&mut f)??;
+        visited += 1;
+    }
+    Ok(visited)
+}
+
 /// Removes snapshots an earlier build stored in the default tree (see [`layout::SNAPSHOT`]):
 /// they are a cache, and there they slow every append down.
 fn remove_legacy_snapshots(db: &sled::Db, path: &Path) -> Result<(), LogError> {
@@ -184,15 +197,27 @@ impl EventLog {
     pub fn visit_from<E: From<LogError>>(
         &self,
         seq: u64,
-        mut f: impl FnMut(RecordRef<'_>) -> Result<(), E>,
+        f: impl FnMut(RecordRef<'_>) -> Result<(), E>,
     ) -> Result<u64, E> {
-        let mut records = self.inner.read_from(seq);
-        let mut visited = 0;
-        while records.remaining() {
-            records.step_with(&mut f)??;
-            visited += 1;
-        }
-        Ok(visited)
+        visit(self.inner.read_from(seq), f)
+    }
+
+    /// [`EventLog::visit_from`] the record after `after`, checking that it links to `after`
+    /// (its seq and hash): for a fold that continues from a snapshot taken at `after`.
+    pub fn visit_after<E: From<LogError>>(
+        &self,
+        after: Head,
+        f: impl FnMut(RecordRef<'_>) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let records = Records::new(
+            &self.inner.db,
+            &self.inner.path,
+            after.seq.saturating_add(1),
+            self.head().seq,
+            Some(after),
+            false,
+        );
+        visit(records, f)
     }
 
     /// The records of one stream in version order.

@@ -118,6 +118,28 @@ fn append_read_and_replay_from_a_seq() {
     assert_eq!(seen, ["e2", "e3"]);
     assert_eq!(log.visit_from(5, |_| Ok::<_, Stop>(())).unwrap(), 0);
 
+    // continuing after a known record checks the link to it
+    let after = Head {
+        seq: 2,
+        hash: recs[1].hash,
+    };
+    let mut seqs = Vec::new();
+    let n = log
+        .visit_after(after, |r| {
+            seqs.push(r.seq);
+            Ok::<_, incident_eventlog::LogError>(())
+        })
+        .unwrap();
+    assert_eq!((n, seqs), (2, vec![3, 4]));
+    let forged = Head {
+        seq: 2,
+        hash: [7; 32],
+    };
+    let e = log
+        .visit_after(forged, |_| Ok::<_, incident_eventlog::LogError>(()))
+        .unwrap_err();
+    assert!(e.to_string().contains("prev_hash"), "{e}");
+
     assert_eq!(log.get(2).unwrap().unwrap(), recs[1]);
     assert_eq!(log.get(0).unwrap(), None);
     assert_eq!(log.get(5).unwrap(), None);

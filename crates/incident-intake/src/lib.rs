@@ -24,7 +24,7 @@ use anyhow::Context as _;
 use incident_bus::consumer::{self, ConsumerSpec};
 use incident_bus::{NatsOptions, Relay, streams};
 use incident_domain::{PriorityMatrix, stored};
-use incident_eventlog::EventLog;
+use incident_eventlog::{EventLog, Head};
 use incident_proto::v1::intake_service_server::IntakeServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
@@ -60,7 +60,7 @@ async fn nats_intake(
 /// Folds the whole log into the projection; a record that cannot be read stops the start.
 pub fn rebuild(log: &EventLog) -> anyhow::Result<Projection> {
     let mut state = Projection::default();
-    fold_from(&mut state, log, 1).map_err(FoldError::into_anyhow)?;
+    fold_after(&mut state, log, Head::GENESIS).map_err(FoldError::into_anyhow)?;
     Ok(state)
 }
 
@@ -87,14 +87,15 @@ impl From<incident_eventlog::LogError> for FoldError {
     }
 }
 
-/// Folds the records from `from` up to the head into `state`; returns how many it folded. Each
+/// Folds the records after `after` (the state's last record, or [`Head::GENESIS`]) up to the
+/// head into `state`, checking that they continue from it; returns how many it folded. Each
 /// record is read where sled holds it and decoded straight into its event.
-pub(crate) fn fold_from(
+pub(crate) fn fold_after(
     state: &mut Projection,
     log: &EventLog,
-    from: u64,
+    after: Head,
 ) -> Result<u64, FoldError> {
-    log.visit_from(from, |rec| {
+    log.visit_after(after, |rec| {
         let event = stored::decode_slice(rec.event).map_err(|e| {
             let what = match e {
                 stored::ReadError::Envelope(_) => "not an event envelope",

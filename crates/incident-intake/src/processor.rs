@@ -22,7 +22,7 @@ use incident_domain::{
     envelope::Envelope, stored,
 };
 use incident_eventlog::{
-    AppendError, AppendRequest, Appended, EventLog, ExpectedVersion, NewEvent,
+    AppendError, AppendRequest, Appended, EventLog, ExpectedVersion, Head, NewEvent,
 };
 use jiff::Timestamp;
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
@@ -673,12 +673,24 @@ impl Processor {
     /// sled wrote whose flush then failed): folds them in, so the state keeps equal to the log
     /// and a retry finds what was recorded.
     fn catch_up(&self, state: &mut Projection) {
-        let from = self.applied.load(Ordering::Relaxed) + 1;
+        let applied = self.applied.load(Ordering::Relaxed);
         let head = self.log.head().seq;
-        if head < from {
+        if head <= applied {
             return;
         }
-        match crate::fold_from(state, &self.log, from) {
+        let after = match applied {
+            0 => Ok(Head::GENESIS),
+            seq => self
+                .log
+                .get(seq)
+                .map_err(crate::FoldError::from)
+                .and_then(|r| {
+                    r.map(|r| Head::from(&r)).ok_or_else(|| {
+                        crate::FoldError::Read(anyhow::anyhow!("record {seq} is missing"))
+                    })
+                }),
+        };
+        match after.and_then(|after| crate::fold_after(state, &self.log, after)) {
             Ok(n) => {
                 tracing::warn!(
                     records = n,

@@ -29,7 +29,7 @@ use incident_eventlog::{EventLog, GENESIS, Head};
 use serde::{Deserialize, Serialize};
 
 use crate::projection::{Parts, PartsRef, Projection};
-use crate::{FoldError, fold_from};
+use crate::{FoldError, fold_after};
 
 /// The snapshot's name in intake's log.
 pub const NAME: &str = "intake.projection";
@@ -210,7 +210,7 @@ pub fn load(log: &EventLog) -> anyhow::Result<(Projection, Loaded)> {
     let millis = || started.elapsed().as_millis() as u64;
     let discarded = match usable(log) {
         Ok(None) => None,
-        Ok(Some(Decoded { at, mut state })) => match fold_from(&mut state, log, at.seq + 1) {
+        Ok(Some(Decoded { at, mut state })) => match fold_after(&mut state, log, at) {
             Ok(folded) => {
                 return Ok((
                     state,
@@ -242,7 +242,7 @@ pub fn load(log: &EventLog) -> anyhow::Result<(Projection, Loaded)> {
         }
     }
     let mut state = Projection::default();
-    let folded = fold_from(&mut state, log, 1).map_err(FoldError::into_anyhow)?;
+    let folded = fold_after(&mut state, log, Head::GENESIS).map_err(FoldError::into_anyhow)?;
     Ok((
         state,
         Loaded {
