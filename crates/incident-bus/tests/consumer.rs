@@ -121,3 +121,57 @@ async fn handled_retried_and_dead_lettered() {
         "poison not retried: {s:?}"
     );
 }
+
+/// What a service killed between taking a delivery and acknowledging it waits for: JetStream
+/// redelivers after the consumer's first backoff step, not its ack wait (nats-server sets the ack
+/// wait to `backoff[0]` when a backoff is given). The SLA timer's catch-up gate relies on it.
+#[tokio::test]
+async fn an_unacknowledged_delivery_comes_back_after_the_first_backoff_step() {
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = jetstream::new(client);
+    let stream = ensure_stream(&js, &INCIDENT_INTAKE, Duration::from_secs(120))
+        .await
+        .unwrap();
+    js.publish("incident.v1.intake", "taken, never acked".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let spec = ConsumerSpec::new("INCIDENT_INTAKE", "killed-consumer");
+    assert!(spec.ack_wait >= Duration::from_secs(30));
+    let consumer = stream.create_consumer(spec.config()).await.unwrap();
+    let info = consumer.cached_info();
+    assert_eq!(info.config.ack_wait, spec.backoff[0], "{:?}", info.config);
+
+    // taken and dropped without an ack, as a killed process leaves it
+    use futures::StreamExt;
+    let mut batch = consumer.fetch().max_messages(1).messages().await.unwrap();
+    let first = batch.next().await.unwrap().unwrap();
+    assert_eq!(first.info().unwrap().delivered, 1);
+    drop(batch);
+    let taken = std::time::Instant::now();
+    let again = loop {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1)
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await
+            .unwrap();
+        if let Some(m) = batch.next().await {
+            break m.unwrap();
+        }
+        assert!(
+            taken.elapsed() < Duration::from_secs(15),
+            "not redelivered within 15 s"
+        );
+    };
+    assert_eq!(again.info().unwrap().delivered, 2);
+    assert!(
+        taken.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        taken.elapsed()
+    );
+    again.ack().await.unwrap();
+}
