@@ -109,15 +109,27 @@ fn visit<E: From<LogError>>(
     Ok(visited)
 }
 
-/// Removes snapshots an earlier build stored in the default tree (see [`layout::SNAPSHOT`]):
-/// they are a cache, and there they slow every append down.
-fn remove_legacy_snapshots(db: &sled::Db, path: &Path) -> Result<(), LogError> {
+/// Removes what earlier builds kept that this one derives or keeps elsewhere: snapshots in the
+/// default tree (see [`layout::SNAPSHOT`]; a cache, and there they slow every append down) and
+/// stored stream versions (see [`layout::STREAM_VERSION`]; the stream index holds them).
+fn remove_legacy(db: &sled::Db, path: &Path) -> Result<(), LogError> {
     let mut removed = false;
-    for key in db.scan_prefix([layout::SNAPSHOT]).keys() {
-        let key = key.map_err(|e| LogError::storage(path, "reading", e))?;
-        db.remove(key)
+    for prefix in [layout::SNAPSHOT, layout::STREAM_VERSION] {
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
+        for key in db.scan_prefix([prefix]).keys() {
+            let key = key.map_err(|e| LogError::storage(path, "reading", e))?;
+            batch.remove(key);
+            in_batch += 1;
+            if in_batch == 10_000 {
+                db.apply_batch(std::mem::take(&mut batch))
+                    .map_err(|e| LogError::storage(path, "writing to", e))?;
+                in_batch = 0;
+            }
+            removed = true;
+        }
+        db.apply_batch(batch)
             .map_err(|e| LogError::storage(path, "writing to", e))?;
-        removed = true;
     }
     if removed {
         db.flush()
@@ -142,7 +154,7 @@ impl EventLog {
         let snapshots = db
             .open_tree(layout::SNAPSHOT_TREE)
             .map_err(|e| LogError::storage(path, "opening the snapshots of", e))?;
-        remove_legacy_snapshots(&db, path)?;
+        remove_legacy(&db, path)?;
         Ok(EventLog {
             inner: Arc::new(Inner {
                 db,
@@ -333,18 +345,23 @@ impl Inner {
         }
     }
 
+    /// The stream's version: the version in its last stream index key (0 when it has none).
     fn stored_version(&self, stream: &str) -> Result<u64, LogError> {
-        let key = layout::prefixed(layout::STREAM_VERSION, stream.as_bytes());
-        match self.db.get(key).map_err(|e| self.storage("reading", e))? {
-            None => Ok(0),
-            Some(v) => layout::be_u64(&v).ok_or_else(|| {
-                LogError::corrupt(
-                    &self.path,
-                    format!("the version of stream {stream}"),
-                    format!("{} bytes, not 8", v.len()),
-                )
-            }),
-        }
+        // a name too long for the index was never written
+        let Some(prefix) = layout::stream_index_prefix(stream) else {
+            return Ok(0);
+        };
+        let Some(last) = self.db.scan_prefix(&prefix).keys().next_back() else {
+            return Ok(0);
+        };
+        let key = last.map_err(|e| self.storage("reading", e))?;
+        layout::be_u64(&key[prefix.len()..]).ok_or_else(|| {
+            LogError::corrupt(
+                &self.path,
+                format!("the stream index of stream {stream}"),
+                format!("its last key is {}", hex::encode(&key)),
+            )
+        })
     }
 
     fn stream_version(&self, stream: &str) -> Result<u64, LogError> {
@@ -446,10 +463,6 @@ impl Inner {
             staging.batch.insert(index_key, &seq.to_be_bytes());
         }
         if n > 0 {
-            staging.batch.insert(
-                layout::prefixed(layout::STREAM_VERSION, req.stream.as_bytes()),
-                &new_version.to_be_bytes(),
-            );
             staging.versions.insert(req.stream, new_version);
             staging.writes = true;
         }
@@ -733,35 +746,6 @@ impl Inner {
         }
         if last != head {
             return Err(damaged(head.seq, "it does not match the log's head".into()));
-        }
-        let mut streams = 0usize;
-        for kv in self.db.scan_prefix([layout::STREAM_VERSION]) {
-            let (k, v) = kv.map_err(|e| self.storage("reading", e))?;
-            let stream = String::from_utf8_lossy(k.get(1..).unwrap_or_default()).into_owned();
-            let stored = layout::be_u64(&v);
-            let counted = versions.get(&stream).copied();
-            if stored != counted {
-                return Err(LogError::corrupt(
-                    path,
-                    format!("the version of stream {stream}"),
-                    format!(
-                        "stored as {}, but the log holds {} of its events",
-                        stored.map_or_else(|| "garbage".to_string(), |v| v.to_string()),
-                        counted.unwrap_or(0)
-                    ),
-                ));
-            }
-            streams += 1;
-        }
-        if streams != versions.len() {
-            return Err(LogError::corrupt(
-                path,
-                "the stream versions",
-                format!(
-                    "{} streams have events but {streams} have a stored version",
-                    versions.len()
-                ),
-            ));
         }
         for (prefix, what) in [
             (layout::EVENT_ID, "the event id index"),

@@ -231,8 +231,10 @@ fn garbage_in_other_values_is_an_error_not_a_panic() {
             .unwrap();
         db.insert(layout::prefixed(layout::EVENT_ID, b"e2"), b"bad")
             .unwrap();
-        db.insert(layout::prefixed(layout::STREAM_VERSION, b"a"), b"bad")
-            .unwrap();
+        // a stream index key for stream a whose version is not 8 bytes, sorting last
+        let mut key = layout::stream_index_prefix("a").unwrap();
+        key.extend_from_slice(b"bad");
+        db.insert(key, &1u64.to_be_bytes()).unwrap();
     });
     let log = EventLog::open(dir.path()).unwrap();
     assert!(matches!(log.cursor("c"), Err(LogError::Corrupt { .. })));
@@ -268,15 +270,16 @@ fn broken_indexes_are_found_by_verify() {
     let dir = tempfile::tempdir().unwrap();
     closed_log(dir.path(), 6);
     with_db(dir.path(), |db| {
+        // an index entry for a version of stream a the log does not hold
         db.insert(
-            layout::prefixed(layout::STREAM_VERSION, b"a"),
+            layout::stream_index_key("a", 9).unwrap(),
             &5u64.to_be_bytes(),
         )
         .unwrap();
     });
     let log = EventLog::open(dir.path()).unwrap();
     let e = log.verify().unwrap_err();
-    assert!(e.to_string().contains("stream a"), "{e}");
+    assert!(e.to_string().contains("stream index"), "{e}");
 }
 
 #[test]
@@ -374,5 +377,44 @@ fn snapshots_stay_out_of_the_tree_every_append_writes() {
             0,
             "the old snapshot was removed on open"
         );
+    });
+}
+
+#[test]
+fn stream_versions_stored_by_earlier_builds_are_removed_and_versions_still_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    closed_log(dir.path(), 6);
+    let versions = {
+        let log = EventLog::open(dir.path()).unwrap();
+        let streams = ["a", "b", "c"];
+        streams.map(|s| (s, log.stream_version(s).unwrap()))
+    };
+    with_db(dir.path(), |db| {
+        // what an earlier build kept beside the index, one of them stale
+        for (stream, version) in versions {
+            db.insert(
+                layout::prefixed(layout::STREAM_VERSION, stream.as_bytes()),
+                &(version + 7).to_be_bytes(),
+            )
+            .unwrap();
+        }
+    });
+    let log = EventLog::open(dir.path()).unwrap();
+    for (stream, version) in versions {
+        assert_eq!(log.stream_version(stream).unwrap(), version, "{stream}");
+    }
+    assert_eq!(log.verify().unwrap().seq, 6);
+    // appends go on from the versions the index holds
+    let (stream, version) = versions[0];
+    log.append(req(
+        stream,
+        incident_eventlog::ExpectedVersion::Exact(version),
+        &["next"],
+    ))
+    .unwrap();
+    assert_eq!(log.stream_version(stream).unwrap(), version + 1);
+    drop(log);
+    with_db(dir.path(), |db| {
+        assert_eq!(db.scan_prefix([layout::STREAM_VERSION]).count(), 0);
     });
 }
