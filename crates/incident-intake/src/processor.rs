@@ -14,7 +14,7 @@
 //! is never answered before the original is durable.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use incident_domain::{
@@ -134,7 +134,14 @@ pub struct Processor {
     metrics: Arc<Metrics>,
     /// The last log record the state holds.
     applied: AtomicU64,
+    /// Set when the log holds records the state could not take up: commands are refused from
+    /// then on, since they would be decided on a state that is not the log's.
+    diverged: AtomicBool,
 }
+
+/// What commands are answered once the state and the log have diverged.
+const DIVERGED: &str =
+    "intake's state no longer matches its log (see its error log); restart intake";
 
 /// What to answer for one pending command once its batch is written.
 enum Plan {
@@ -268,6 +275,7 @@ impl Processor {
             relay_wake,
             metrics,
             applied,
+            diverged: AtomicBool::new(false),
         }
     }
 
@@ -386,6 +394,15 @@ impl Processor {
             Err(_) => return self.fail_all(pending, "state lock poisoned"),
         };
         let seq = batch.seq;
+        if self.diverged.load(Ordering::Relaxed) {
+            for p in pending {
+                batch
+                    .plans
+                    .push(Plan::Refused(ServiceError::Unavailable(DIVERGED.into())));
+                batch.pending.push(p);
+            }
+            return;
+        }
         for p in pending {
             let plan = self.decide_one(&p, &state, overlay, seq, batch);
             batch.plans.push(plan);
@@ -700,9 +717,10 @@ impl Processor {
                 self.relay_wake.notify_one();
             }
             Err(e) => {
+                self.diverged.store(true, Ordering::Relaxed);
                 tracing::error!(
                     error = %e.into_anyhow(),
-                    "the state could not take up records the log holds; restart intake"
+                    "the state could not take up records the log holds; refusing commands until intake restarts"
                 );
             }
         }
@@ -1007,6 +1025,42 @@ mod tests {
         assert!(retry.deduplicated);
         assert_eq!(p.log.head().seq, 1);
         assert_eq!(p.applied.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn commands_are_refused_once_the_state_cannot_take_up_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = processor(dir.path());
+        let mut overlay = Overlay::default();
+        let (first, first_rx) = open(1, "disk");
+        let mut one = Batch::new(1);
+        p.decide(&mut one, vec![first], &mut overlay);
+        // a write that reported failure left a record intake cannot read in the log
+        p.log
+            .append(AppendRequest::new(
+                "INC-X",
+                ExpectedVersion::Any,
+                vec![NewEvent::new("garbage", b"not an event".to_vec())],
+            ))
+            .unwrap();
+        let failed = appends(&mut one)
+            .iter()
+            .map(|_| Err(AppendError::Storage("flushing: I/O error".into())))
+            .collect();
+        assert!(p.written(one, Ok(failed), None, &mut overlay).is_none());
+        assert!(first_rx.await.unwrap().is_err());
+
+        // nothing more is decided on a state that is not the log's
+        let (second, second_rx) = open(2, "other");
+        let mut two = Batch::new(2);
+        p.decide(&mut two, vec![second], &mut overlay);
+        assert!(p.write(two).is_none(), "nothing is written");
+        let refused = second_rx.await.unwrap().unwrap_err();
+        assert!(
+            matches!(&refused, ServiceError::Unavailable(m) if m.contains("restart")),
+            "{refused:?}"
+        );
+        assert_eq!(p.log.head().seq, 1);
     }
 
     #[tokio::test]
