@@ -96,19 +96,6 @@ pub fn open_db(path: &Path) -> Result<sled::Db, LogError> {
     }
 }
 
-/// Hands each of `records` to `f`; see [`EventLog::visit_from`].
-fn visit<E: From<LogError>>(
-    mut records: Records<'_>,
-    mut f: impl FnMut(RecordRef<'_>) -> Result<(), E>,
-) -> Result<u64, E> {
-    let mut visited = 0;
-    while records.remaining() {
-        records.step_with(&mut f)??;
-        visited += 1;
-    }
-    Ok(visited)
-}
-
 /// Removes what earlier builds kept that this one derives or keeps elsewhere: snapshots in the
 /// default tree (see [`layout::SNAPSHOT`]; a cache, and there they slow every append down) and
 /// stored stream versions (see [`layout::STREAM_VERSION`]; the stream index holds them).
@@ -203,25 +190,17 @@ impl EventLog {
         self.inner.read_from(seq)
     }
 
-    /// [`EventLog::read_from`] without copying: hands each record, borrowed from the store, to
-    /// `f`, with the same checks. Stops at the first damage or the first error `f` returns.
-    /// Returns the number of records visited. For start-up folds of long logs.
-    pub fn visit_from<E: From<LogError>>(
-        &self,
-        seq: u64,
-        f: impl FnMut(RecordRef<'_>) -> Result<(), E>,
-    ) -> Result<u64, E> {
-        visit(self.inner.read_from(seq), f)
-    }
-
-    /// [`EventLog::visit_from`] the record after `after`, checking that it links to `after`
-    /// (its seq and hash): for a fold that continues from a snapshot taken at `after`.
+    /// The records after `after` up to the head at the time of the call, handed to `f` borrowed
+    /// from the store (no copy), with [`EventLog::read_from`]'s checks, and that the first one
+    /// links to `after` (its seq and hash): for start-up folds, from [`Head::GENESIS`] or from a
+    /// snapshot taken at `after`. Stops at the first damage or the first error `f` returns.
+    /// Returns the number of records visited.
     pub fn visit_after<E: From<LogError>>(
         &self,
         after: Head,
-        f: impl FnMut(RecordRef<'_>) -> Result<(), E>,
+        mut f: impl FnMut(RecordRef<'_>) -> Result<(), E>,
     ) -> Result<u64, E> {
-        let records = Records::new(
+        let mut records = Records::new(
             &self.inner.db,
             &self.inner.path,
             after.seq.saturating_add(1),
@@ -229,7 +208,12 @@ impl EventLog {
             Some(after),
             false,
         );
-        visit(records, f)
+        let mut visited = 0;
+        while records.remaining() {
+            records.step_with(&mut f)??;
+            visited += 1;
+        }
+        Ok(visited)
     }
 
     /// The records of one stream in version order.

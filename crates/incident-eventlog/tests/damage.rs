@@ -171,7 +171,7 @@ fn a_missing_record_in_the_middle_is_found() {
     assert_eq!(damage(read[4].as_ref().unwrap_err()).seq, 5);
     let mut visited = Vec::new();
     let e = log
-        .visit_from(1, |r| {
+        .visit_after(Head::GENESIS, |r| {
             visited.push(r.seq);
             Ok::<_, LogError>(())
         })
