@@ -60,6 +60,26 @@ pub fn ctl_ok(intake_url: &str, args: &[&str]) -> serde_json::Value {
     out.json()
 }
 
+/// Opens an incident of the `payments` service with high impact and `urgency` through
+/// incidentctl; returns its id.
+pub fn open_incident(intake_url: &str, title: &str, urgency: &str) -> String {
+    let opened = ctl_ok(
+        intake_url,
+        &[
+            "open",
+            "--title",
+            title,
+            "--service",
+            "payments",
+            "--impact",
+            "high",
+            "--urgency",
+            urgency,
+        ],
+    );
+    opened["id"].as_str().expect("an incident id").to_owned()
+}
+
 /// The CloudEvents on `subject` in `stream`, waiting up to `within` for at least `want` of them.
 pub async fn stream_events(
     nats_url: &str,

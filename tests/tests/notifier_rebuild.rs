@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use incident_e2e::{ctl_ok, start_intake, stream_events};
+use incident_e2e::{ctl_ok, open_incident, start_intake, stream_events};
 use incident_testkit::webhook::{ReceivedRequest, WebhookReceiver};
 use incident_testkit::{NatsServer, ServiceProcess, bin_path};
 use serde_json::Value;
@@ -88,24 +88,6 @@ fn rebuild(nats: &NatsServer, data: &Path) -> Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.trim().lines().count(), 1, "one line: {stdout}");
     serde_json::from_str(stdout.trim()).expect("a JSON report")
-}
-
-fn open(intake_url: &str, title: &str) -> String {
-    let opened = ctl_ok(
-        intake_url,
-        &[
-            "open",
-            "--title",
-            title,
-            "--service",
-            "payments",
-            "--impact",
-            "high",
-            "--urgency",
-            "high",
-        ],
-    );
-    opened["id"].as_str().unwrap().to_owned()
 }
 
 /// `incidentctl -o json --notifier-url URL notifications`.
@@ -259,7 +241,7 @@ async fn a_damaged_notifier_log_is_rebuilt_and_nothing_is_sent_twice() {
 
     let old: Vec<String> = ["A", "B", "C"]
         .iter()
-        .map(|t| open(&intake_url, t))
+        .map(|t| open_incident(&intake_url, t, "high"))
         .collect();
     ctl_ok(&intake_url, &["ack", &old[0]]);
     receiver
@@ -292,7 +274,7 @@ async fn a_damaged_notifier_log_is_rebuilt_and_nothing_is_sent_twice() {
     notifier.kill9();
     let damaged = damage_last_record(&data.join("log"));
     // opened while the notifier is down
-    let late = open(&intake_url, "D");
+    let late = open_incident(&intake_url, "D", "high");
     let inputs = stream_events(
         &nats.url(),
         "INCIDENT_EVENTS",
@@ -432,7 +414,7 @@ async fn what_was_done_but_never_relayed_comes_back_from_the_inputs() {
     let js = js(&nats).await;
     let mut notifier = start_notifier(&nats, &data, &routes, 1);
 
-    let a = open(&intake_url, "A");
+    let a = open_incident(&intake_url, "A", "high");
     eventually("A relayed", Duration::from_secs(30), async || {
         let events = notify_events(&js).await;
         (of_type(&events, "notification.delivered.v1").len() == 1)
@@ -454,8 +436,8 @@ async fn what_was_done_but_never_relayed_comes_back_from_the_inputs() {
         }
     };
     let relayed = set_limit(None).await;
-    let b = open(&intake_url, "B");
-    let c = open(&intake_url, "C");
+    let b = open_incident(&intake_url, "B", "high");
+    let c = open_incident(&intake_url, "C", "high");
     receiver
         .wait_until(Duration::from_secs(30), |r| by_key(r).len() == 3)
         .unwrap_or_else(|r| panic!("3 webhooks: {r:?}\n{}", notifier.log()));
@@ -479,7 +461,7 @@ async fn what_was_done_but_never_relayed_comes_back_from_the_inputs() {
 
     notifier.kill9();
     let damaged = damage_last_record(&data.join("log"));
-    let late = open(&intake_url, "D");
+    let late = open_incident(&intake_url, "D", "high");
     stream_events(
         &nats.url(),
         "INCIDENT_EVENTS",

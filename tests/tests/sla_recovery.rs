@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use incident_e2e::{ctl_ok, sla_ctl, start_intake, start_sla, stream_events, types};
+use incident_e2e::{ctl_ok, open_incident, sla_ctl, start_intake, start_sla, stream_events, types};
 use incident_proto::v1 as pb;
 use incident_proto::v1::intake_service_client::IntakeServiceClient;
 use incident_testkit::NatsServer;
@@ -38,24 +38,6 @@ fn clock_state(show: &serde_json::Value, name: &str) -> String {
         .find(|c| c["clock"] == name)
         .map(|c| c["state"].as_str().unwrap_or_default().to_owned())
         .unwrap_or_default()
-}
-
-fn open(url: &str, title: &str, urgency: &str) -> String {
-    let out = ctl_ok(
-        url,
-        &[
-            "open",
-            "--title",
-            title,
-            "--service",
-            "payments",
-            "--impact",
-            "high",
-            "--urgency",
-            urgency,
-        ],
-    );
-    out["id"].as_str().unwrap().to_owned()
 }
 
 /// Polls `incidentctl sla show <id>` until `ok` holds for it.
@@ -137,9 +119,9 @@ async fn deadlines_passed_while_down_fire_late_unless_the_clock_was_stopped_befo
     let mut sla = start_sla(&nats, &dir.path().join("sla"), &policy);
 
     let opened_at = Instant::now();
-    let answered = open(&url, "answered in time while the SLA timer is down", "high");
-    let forgotten = open(&url, "nobody answers", "high");
-    let late = open(
+    let answered = open_incident(&url, "answered in time while the SLA timer is down", "high");
+    let forgotten = open_incident(&url, "nobody answers", "high");
+    let late = open_incident(
         &url,
         "answered too late while the SLA timer is down",
         "high",
@@ -334,9 +316,9 @@ async fn a_damaged_sla_log_is_rebuilt_from_the_streams() {
     let data = dir.path().join("sla");
     let mut sla = start_sla(&nats, &data, &policy);
 
-    let breached = open(&url, "nobody answers", "high");
-    let answered = open(&url, "answered", "medium");
-    let running = open(&url, "still counting", "medium");
+    let breached = open_incident(&url, "nobody answers", "high");
+    let answered = open_incident(&url, "answered", "medium");
+    let running = open_incident(&url, "still counting", "medium");
     ctl_ok(&url, &["ack", &answered]);
     // both P1 clocks of `breached` breach (2 s, 4 s) and it escalates; the P2 `running`
     // (12 s) still counts
