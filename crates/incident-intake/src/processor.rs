@@ -342,7 +342,7 @@ impl Processor {
             if writing.is_none()
                 && let Some(b) = next.take()
             {
-                writing = self.write(b);
+                writing = self.write(b, &mut overlay);
             }
         }
         if let Err(e) = self.log.flush() {
@@ -364,20 +364,19 @@ impl Processor {
         let intact = self.finish(batch, results, overlay);
         let next = next?;
         if intact {
-            return self.write(next);
+            return self.write(next, overlay);
         }
         overlay.clear();
         let mut again = Batch::new(next.seq);
         self.decide(&mut again, next.pending, overlay);
-        self.write(again)
+        self.write(again, overlay)
     }
 
     /// Starts writing `batch`; a batch with nothing to append is answered at once (nothing is
     /// being written before it, so the state it answers from is durable).
-    fn write(&self, mut batch: Batch) -> Option<Writing> {
+    fn write(&self, mut batch: Batch, overlay: &mut Overlay) -> Option<Writing> {
         if batch.appends.is_empty() {
-            let mut overlay = Overlay::default();
-            self.finish(batch, Ok(Vec::new()), &mut overlay);
+            self.finish(batch, Ok(Vec::new()), overlay);
             return None;
         }
         let log = self.log.clone();
@@ -1020,7 +1019,10 @@ mod tests {
         let (retry, retry_rx) = open_with(2, None, Some("req-1"));
         let mut two = Batch::new(2);
         p.decide(&mut two, vec![retry], &mut overlay);
-        assert!(p.write(two).is_none(), "nothing to write for a retry");
+        assert!(
+            p.write(two, &mut overlay).is_none(),
+            "nothing to write for a retry"
+        );
         let retry = retry_rx.await.unwrap().unwrap();
         assert!(retry.deduplicated);
         assert_eq!(p.log.head().seq, 1);
@@ -1054,7 +1056,7 @@ mod tests {
         let (second, second_rx) = open(2, "other");
         let mut two = Batch::new(2);
         p.decide(&mut two, vec![second], &mut overlay);
-        assert!(p.write(two).is_none(), "nothing is written");
+        assert!(p.write(two, &mut overlay).is_none(), "nothing is written");
         let refused = second_rx.await.unwrap().unwrap_err();
         assert!(
             matches!(&refused, ServiceError::Unavailable(m) if m.contains("restart")),
