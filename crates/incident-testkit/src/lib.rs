@@ -60,8 +60,15 @@ impl NatsServer {
             store,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
         };
-        server.launch();
-        server
+        // A free port can be taken between the check and the server's bind (another test's
+        // server or an outgoing connection): then the server exits and another port is tried.
+        for _ in 0..5 {
+            if server.launch() {
+                return server;
+            }
+            server.port = free_port();
+        }
+        panic!("nats-server did not start on any of five free ports");
     }
 
     /// The server's process id while it runs.
@@ -69,8 +76,9 @@ impl NatsServer {
         self.child.as_ref().map(Child::id)
     }
 
-    fn launch(&mut self) {
-        let child = Command::new(nats_server_bin())
+    /// Starts the process and waits until it greets on its port; false when it exited first.
+    fn launch(&mut self) -> bool {
+        let mut child = Command::new(nats_server_bin())
             .args(["-js", "-a", "127.0.0.1", "-p"])
             .arg(self.port.to_string())
             .arg("-sd")
@@ -80,8 +88,23 @@ impl NatsServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("start nats-server");
-        self.child = Some(child);
-        wait_for_port(self.port, Duration::from_secs(20));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return false;
+            }
+            if greets(self.port) {
+                self.child = Some(child);
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "nats-server did not greet on 127.0.0.1:{} within 20 s",
+            self.port
+        );
     }
 
     pub fn url(&self) -> String {
@@ -107,7 +130,14 @@ impl NatsServer {
     /// Starts it again on the same port with the same store.
     pub fn restart(&mut self) {
         self.stop();
-        self.launch();
+        for _ in 0..40 {
+            if self.launch() {
+                return;
+            }
+            // the port is still held (e.g. by a closing connection): try again shortly
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("nats-server did not start again on port {}", self.port);
     }
 }
 
@@ -115,6 +145,18 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Whether a NATS server answers on the port with its `INFO` greeting (a bare TCP accept could
+/// be a connection to itself or another program).
+fn greets(port: u16) -> bool {
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let Ok(conn) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut line = String::new();
+    BufReader::new(conn).read_line(&mut line).is_ok() && line.starts_with("INFO ")
 }
 
 /// Waits until something accepts TCP connections on the port.
