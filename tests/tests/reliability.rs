@@ -1,5 +1,6 @@
 //! Crashes and damage: kill -9 of intake under concurrent clients loses no answered incident and
-//! duplicates nothing on the stream; a damaged log is refused and rebuilt from JetStream.
+//! duplicates nothing on the stream; kill -9 while it consumes the intake subject loses and
+//! repeats no message; a damaged log is refused and rebuilt from JetStream.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -59,6 +60,86 @@ async fn client(
             }
         }
     }
+}
+
+/// Intake acks the intake subject cumulatively (one ack per group commit): a kill -9 leaves
+/// messages taken and not acked. Each published message still opens exactly one incident.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_of_intake_while_it_consumes_the_intake_subject_loses_and_repeats_nothing() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("intake");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut intake = intake_on_port(&nats, &data, port);
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let mut ready = false;
+    for _ in 0..100 {
+        if js.get_stream("INCIDENT_INTAKE").await.is_ok() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "intake created INCIDENT_INTAKE");
+
+    const N: usize = 3000;
+    let publisher = {
+        let js = js.clone();
+        tokio::spawn(async move {
+            let mut acks = Vec::with_capacity(N);
+            for i in 0..N {
+                let body = serde_json::json!({
+                    "title": format!("msg-{i}"), "service": "queue",
+                    "impact": "low", "urgency": "low"
+                });
+                acks.push(
+                    js.publish("incident.v1.intake", body.to_string().into())
+                        .await
+                        .unwrap(),
+                );
+                if i % 500 == 499 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            for a in acks {
+                a.await.unwrap();
+            }
+        })
+    };
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        intake.kill9();
+        intake = intake_on_port(&nats, &data, port);
+    }
+    publisher.await.unwrap();
+
+    let stream = js.get_stream("INCIDENT_INTAKE").await.unwrap();
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+        stream.get_consumer("incident-intake").await.unwrap();
+    let mut acked = false;
+    for _ in 0..300 {
+        let info = consumer.info().await.unwrap();
+        if info.ack_floor.stream_sequence == N as u64 && info.num_ack_pending == 0 {
+            acked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(acked, "all acked: {:?}", consumer.info().await.unwrap());
+    let listed = ctl_ok(&url, &["list", "--all", "--limit", "10000"]);
+    let titles: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["title"].as_str().unwrap())
+        .collect();
+    let unique: HashSet<&str> = titles.iter().copied().collect();
+    assert_eq!(unique.len(), titles.len(), "a message opened two incidents");
+    let missing: Vec<usize> = (0..N)
+        .filter(|i| !unique.contains(format!("msg-{i}").as_str()))
+        .collect();
+    assert!(missing.is_empty(), "messages lost: {missing:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
