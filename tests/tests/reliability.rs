@@ -62,8 +62,8 @@ async fn client(
     }
 }
 
-/// Intake acks the intake subject cumulatively (one ack per group commit): a kill -9 leaves
-/// messages taken and not acked. Each published message still opens exactly one incident.
+/// A kill -9 while intake consumes the intake subject leaves messages taken and not acked, some
+/// of them already recorded. Each published message still opens exactly one incident.
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_of_intake_while_it_consumes_the_intake_subject_loses_and_repeats_nothing() {
     let nats = NatsServer::start();
@@ -107,14 +107,22 @@ async fn kill9_of_intake_while_it_consumes_the_intake_subject_loses_and_repeats_
             }
         })
     };
+    let stream = js.get_stream("INCIDENT_INTAKE").await.unwrap();
+    let mut left_pending = Vec::new();
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(400)).await;
         intake.kill9();
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+            stream.get_consumer("incident-intake").await.unwrap();
+        left_pending.push(consumer.info().await.unwrap().num_ack_pending);
         intake = intake_on_port(&nats, &data, port);
     }
     publisher.await.unwrap();
+    assert!(
+        left_pending.iter().any(|n| *n > 0),
+        "a kill left messages taken and not acked: {left_pending:?}"
+    );
 
-    let stream = js.get_stream("INCIDENT_INTAKE").await.unwrap();
     let mut consumer: async_nats::jetstream::consumer::PullConsumer =
         stream.get_consumer("incident-intake").await.unwrap();
     let mut acked = false;

@@ -330,10 +330,6 @@ pub async fn run(
             // each handler submits to the processor on its first poll, in stream order, so the
             // order holds while up to a batch of messages waits for one group commit
             spec.concurrency = processor::MAX_BATCH;
-            // a group commit's messages are acked with one ack; handling a message twice (a
-            // redelivery, or one read back after a restart) is harmless: its request id is
-            // recorded with what it did
-            spec.cumulative_ack = true;
             consumer::run(
                 js,
                 spec,
