@@ -21,6 +21,19 @@ pub fn start_intake(nats: &NatsServer, data_dir: &Path) -> ServiceProcess {
     )
 }
 
+/// Waits (up to 10 s) until intake has created the streams it consumes and dead-letters to.
+pub async fn wait_for_intake_streams(js: &jetstream::Context) {
+    for _ in 0..100 {
+        if js.get_stream("INCIDENT_INTAKE").await.is_ok()
+            && js.get_stream("INCIDENT_DEADLETTER").await.is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("intake did not create INCIDENT_INTAKE and INCIDENT_DEADLETTER within 10 s");
+}
+
 /// What `incidentctl` did.
 pub struct CtlOutput {
     pub ok: bool,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use incident_e2e::{ctl_ok, start_intake, stream_events, types};
+use incident_e2e::{ctl_ok, start_intake, stream_events, types, wait_for_intake_streams};
 use incident_testkit::NatsServer;
 use serde_json::{Value, json};
 
@@ -206,18 +206,7 @@ async fn nats_intake_subject_opens_and_dead_letters() {
     let grpc = intake.grpc_url();
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    // intake creates INCIDENT_INTAKE; wait for it
-    let mut ready = false;
-    for _ in 0..100 {
-        if js.get_stream("INCIDENT_INTAKE").await.is_ok()
-            && js.get_stream("INCIDENT_DEADLETTER").await.is_ok()
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "intake created its streams");
+    wait_for_intake_streams(&js).await;
 
     js.publish("incident.v1.intake", "this is not JSON".into())
         .await

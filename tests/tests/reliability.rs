@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use incident_e2e::{ctl_ok, start_intake, stream_events};
+use incident_e2e::{ctl_ok, start_intake, stream_events, wait_for_intake_streams};
 use incident_proto::v1 as pb;
 use incident_proto::v1::intake_service_client::IntakeServiceClient;
 use incident_testkit::{NatsServer, ServiceProcess, free_port};
@@ -21,6 +21,35 @@ fn intake_on_port(nats: &NatsServer, data: &std::path::Path, port: u16) -> Servi
         ],
         &data.with_extension("log"),
     )
+}
+
+/// Intake on a fixed gRPC port (so clients keep their address across restarts) and a data
+/// directory that outlives it.
+struct Killable {
+    nats: NatsServer,
+    _dir: tempfile::TempDir,
+    data: std::path::PathBuf,
+    port: u16,
+    url: String,
+    intake: ServiceProcess,
+}
+
+impl Killable {
+    fn start() -> Self {
+        let nats = NatsServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("intake");
+        let port = free_port();
+        let intake = intake_on_port(&nats, &data, port);
+        Killable {
+            nats,
+            _dir: dir,
+            data,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            intake,
+        }
+    }
 }
 
 /// Opens incidents until `stop`, retrying each one (same request id) until it is answered.
@@ -66,22 +95,16 @@ async fn client(
 /// of them already recorded. Each published message still opens exactly one incident.
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_of_intake_while_it_consumes_the_intake_subject_loses_and_repeats_nothing() {
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("intake");
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut intake = intake_on_port(&nats, &data, port);
+    let Killable {
+        nats,
+        _dir,
+        data,
+        port,
+        url,
+        mut intake,
+    } = Killable::start();
     let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    let mut ready = false;
-    for _ in 0..100 {
-        if js.get_stream("INCIDENT_INTAKE").await.is_ok() {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "intake created INCIDENT_INTAKE");
+    wait_for_intake_streams(&js).await;
 
     const N: usize = 3000;
     let publisher = {
@@ -152,12 +175,14 @@ async fn kill9_of_intake_while_it_consumes_the_intake_subject_loses_and_repeats_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_of_intake_under_three_clients_loses_nothing_answered() {
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("intake");
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut intake = intake_on_port(&nats, &data, port);
+    let Killable {
+        nats,
+        _dir,
+        data,
+        port,
+        url,
+        mut intake,
+    } = Killable::start();
 
     let answered = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
