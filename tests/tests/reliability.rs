@@ -50,6 +50,11 @@ impl Killable {
             intake,
         }
     }
+
+    /// Starts intake again on the same port and data (after a kill).
+    fn restart(&mut self) {
+        self.intake = intake_on_port(&self.nats, &self.data, self.port);
+    }
 }
 
 /// Opens incidents until `stop`, retrying each one (same request id) until it is answered.
@@ -95,15 +100,9 @@ async fn client(
 /// of them already recorded. Each published message still opens exactly one incident.
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_of_intake_while_it_consumes_the_intake_subject_loses_and_repeats_nothing() {
-    let Killable {
-        nats,
-        _dir,
-        data,
-        port,
-        url,
-        mut intake,
-    } = Killable::start();
-    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let mut k = Killable::start();
+    let (nats_url, url) = (k.nats.url(), k.url.clone());
+    let js = async_nats::jetstream::new(async_nats::connect(nats_url).await.unwrap());
     wait_for_intake_streams(&js).await;
 
     const N: usize = 3000;
@@ -134,11 +133,11 @@ async fn kill9_of_intake_while_it_consumes_the_intake_subject_loses_and_repeats_
     let mut left_pending = Vec::new();
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(400)).await;
-        intake.kill9();
+        k.intake.kill9();
         let mut consumer: async_nats::jetstream::consumer::PullConsumer =
             stream.get_consumer("incident-intake").await.unwrap();
         left_pending.push(consumer.info().await.unwrap().num_ack_pending);
-        intake = intake_on_port(&nats, &data, port);
+        k.restart();
     }
     publisher.await.unwrap();
     assert!(
@@ -175,14 +174,8 @@ async fn kill9_of_intake_while_it_consumes_the_intake_subject_loses_and_repeats_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_of_intake_under_three_clients_loses_nothing_answered() {
-    let Killable {
-        nats,
-        _dir,
-        data,
-        port,
-        url,
-        mut intake,
-    } = Killable::start();
+    let mut k = Killable::start();
+    let (nats_url, url) = (k.nats.url(), k.url.clone());
 
     let answered = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -191,9 +184,9 @@ async fn kill9_of_intake_under_three_clients_loses_nothing_answered() {
         .collect();
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        intake.kill9();
+        k.intake.kill9();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        intake = intake_on_port(&nats, &data, port);
+        k.restart();
     }
     tokio::time::sleep(Duration::from_millis(1000)).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -227,7 +220,7 @@ async fn kill9_of_intake_under_three_clients_loses_nothing_answered() {
 
     // every event reached the stream exactly once
     let events = stream_events(
-        &nats.url(),
+        &nats_url,
         "INCIDENT_EVENTS",
         "incident.v1.events.*",
         listed.len(),
