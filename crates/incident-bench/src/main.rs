@@ -7,6 +7,8 @@
 //!   messages of the same size) -> `nats_intake_ratio`;
 //! - `grpc_open_per_s` (OpenIncident, 32 concurrent clients, durable on answer) against
 //!   `grpc_unary_baseline_per_s` (grpc.health.v1 Check, the same clients) -> `grpc_open_ratio`;
+//!   each of these two pairs is measured in four alternating slices (raw, then ours, four
+//!   times), so a change in the host's load during the run weighs on both sides of the ratio;
 //! - `rebuild_per_s` (intake's start-up fold of an N-event log: incidents of five events each,
 //!   opened to closed, a thousand in flight at a time) against `raw_read_per_s` (sled iterate,
 //!   record decode and envelope parse of the same records) -> `rebuild_ratio`;
@@ -151,16 +153,40 @@ impl CpuMeter {
         }
     }
 
-    fn per_item_us(&self, items: usize) -> Value {
-        let mut out = serde_json::Map::new();
-        for (name, pid, before) in &self.procs {
-            if let (Some(b), Some(a)) = (before, cpu_seconds(*pid)) {
-                out.insert(
-                    (*name).to_owned(),
-                    json!(((a - b) * 1e6 / items.max(1) as f64).round()),
-                );
-            }
+    /// CPU seconds each process spent since `start`.
+    fn spent(&self) -> Vec<(&'static str, f64)> {
+        self.procs
+            .iter()
+            .filter_map(|(name, pid, before)| {
+                let (b, a) = ((*before)?, cpu_seconds(*pid)?);
+                Some((*name, a - b))
+            })
+            .collect()
+    }
+}
+
+/// CPU seconds by process, summed over several [`CpuMeter`]s.
+#[derive(Default)]
+struct CpuTotals(std::collections::BTreeMap<&'static str, f64>);
+
+impl CpuTotals {
+    fn add(&mut self, meter: &CpuMeter) {
+        for (name, secs) in meter.spent() {
+            *self.0.entry(name).or_default() += secs;
         }
+    }
+
+    fn per_item_us(&self, items: usize) -> Value {
+        let out: serde_json::Map<String, Value> = self
+            .0
+            .iter()
+            .map(|(name, secs)| {
+                (
+                    (*name).to_owned(),
+                    json!((secs * 1e6 / items.max(1) as f64).round()),
+                )
+            })
+            .collect();
         Value::Object(out)
     }
 }
@@ -168,7 +194,7 @@ impl CpuMeter {
 async fn jetstream_publish(nats: &NatsServer, n: usize, size: usize) -> anyhow::Result<f64> {
     let client = async_nats::connect(nats.url()).await?;
     let js = async_nats::jetstream::new(client);
-    js.create_stream(async_nats::jetstream::stream::Config {
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
         name: "BENCH".into(),
         subjects: vec!["bench.>".into()],
         storage: async_nats::jetstream::stream::StorageType::File,
@@ -239,8 +265,8 @@ async fn nats_intake(nats: &NatsServer, intake: &ServiceProcess, n: usize) -> an
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
-/// Calls per second with 32 concurrent clients for `secs`.
-async fn grpc_rate<F, Fut>(url: &str, secs: u64, call: F) -> anyhow::Result<f64>
+/// Calls made by 32 concurrent clients in `run_for`, and the seconds they took.
+async fn grpc_calls<F, Fut>(url: &str, run_for: Duration, call: F) -> anyhow::Result<(u64, f64)>
 where
     F: Fn(tonic::transport::Channel, u64) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
@@ -264,13 +290,13 @@ where
         }));
     }
     let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(secs)).await;
+    tokio::time::sleep(run_for).await;
     stop.store(true, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
     for t in tasks {
         t.await??;
     }
-    Ok(done.load(Ordering::Relaxed) as f64 / elapsed)
+    Ok((done.load(Ordering::Relaxed), elapsed))
 }
 
 /// What the rebuild part measures in this process.
@@ -1070,30 +1096,42 @@ async fn intake_figures(
     out: &mut Value,
 ) -> anyhow::Result<()> {
     let size = intake_message(0).len();
-    log(
-        args,
-        format!(
-            "jetstream: {} pipelined publishes of {size} bytes",
-            sizes.publishes
-        ),
-    );
+    // The raw publish and the intake subject take turns, in slices: a host that gets busier or
+    // quieter during the run weighs on both sides of the ratio alike.
+    let slice = sizes.publishes.div_ceil(INTAKE_SLICES).max(1);
     let me = std::process::id();
-    let cpu = CpuMeter::start(&[("nats_server", nats.pid()), ("bench", Some(me))]);
-    let js_rate = jetstream_publish(nats, sizes.publishes, size).await?;
-    out["jetstream_publish_cpu_us"] = cpu.per_item_us(sizes.publishes);
-    log(args, format!("nats intake: {} incidents", sizes.publishes));
-    let cpu = CpuMeter::start(&[
-        ("nats_server", nats.pid()),
-        ("intake", Some(intake.pid())),
-        ("bench", Some(me)),
-    ]);
-    let intake_rate = nats_intake(nats, intake, sizes.publishes).await?;
-    out["nats_intake_cpu_us"] = cpu.per_item_us(sizes.publishes);
+    let (mut js_secs, mut intake_secs) = (0.0, 0.0);
+    let (mut js_cpu, mut intake_cpu) = (CpuTotals::default(), CpuTotals::default());
+    for round in 1..=INTAKE_SLICES {
+        log(
+            args,
+            format!(
+                "slice {round}/{INTAKE_SLICES}: {slice} pipelined publishes of {size} bytes, then {slice} incidents on the intake subject"
+            ),
+        );
+        let cpu = CpuMeter::start(&[("nats_server", nats.pid()), ("bench", Some(me))]);
+        js_secs += slice as f64 / jetstream_publish(nats, slice, size).await?;
+        js_cpu.add(&cpu);
+        let cpu = CpuMeter::start(&[
+            ("nats_server", nats.pid()),
+            ("intake", Some(intake.pid())),
+            ("bench", Some(me)),
+        ]);
+        intake_secs += slice as f64 / nats_intake(nats, intake, slice).await?;
+        intake_cpu.add(&cpu);
+    }
+    let n = slice * INTAKE_SLICES;
+    let (js_rate, intake_rate) = (n as f64 / js_secs, n as f64 / intake_secs);
+    out["jetstream_publish_cpu_us"] = js_cpu.per_item_us(n);
+    out["nats_intake_cpu_us"] = intake_cpu.per_item_us(n);
     out["jetstream_publish_per_s"] = json!(js_rate.round());
     out["nats_intake_per_s"] = json!(intake_rate.round());
     out["nats_intake_ratio"] = json!(intake_rate / js_rate);
     Ok(())
 }
+
+/// How many turns the raw publish and the intake subject take in [`intake_figures`].
+const INTAKE_SLICES: usize = 4;
 
 /// `grpc_open_*` and its baseline into `out`.
 async fn grpc_figures(
@@ -1108,43 +1146,59 @@ async fn grpc_figures(
         ("intake", Some(intake.pid())),
         ("bench", Some(std::process::id())),
     ];
-    let calls = |rate: f64| (rate * sizes.grpc_secs as f64).round() as usize;
+    // the trivial call and the open take turns, in slices, like the intake subject's figures
+    let slice = Duration::from_millis(sizes.grpc_secs * 1000 / GRPC_SLICES);
     log(
         args,
-        format!("gRPC: 32 clients, {} s each", sizes.grpc_secs),
+        format!(
+            "gRPC: 32 clients, {} s each for the trivial call and the open, in {GRPC_SLICES} turns",
+            sizes.grpc_secs
+        ),
     );
     let url = intake.grpc_url();
-    let cpu = CpuMeter::start(&procs);
-    let baseline = grpc_rate(&url, sizes.grpc_secs, |ch, _| async move {
-        tonic_health::pb::health_client::HealthClient::new(ch)
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: String::new(),
-            })
-            .await?;
-        Ok(())
-    })
-    .await?;
-    out["grpc_unary_baseline_cpu_us"] = cpu.per_item_us(calls(baseline));
-    let cpu = CpuMeter::start(&procs);
-    let open = grpc_rate(&url, sizes.grpc_secs, |ch, i| async move {
-        incident_proto::v1::intake_service_client::IntakeServiceClient::new(ch)
-            .open_incident(pb::OpenIncidentRequest {
-                title: format!("bench {i}"),
-                service: "bench".into(),
-                impact: pb::Impact::High as i32,
-                urgency: pb::Urgency::Low as i32,
-                ..Default::default()
-            })
-            .await?;
-        Ok(())
-    })
-    .await?;
-    out["grpc_open_cpu_us"] = cpu.per_item_us(calls(open));
-    out["grpc_unary_baseline_per_s"] = json!(baseline.round());
-    out["grpc_open_per_s"] = json!(open.round());
-    out["grpc_open_ratio"] = json!(open / baseline);
+    let (mut baseline, mut open) = ((0u64, 0.0), (0u64, 0.0));
+    let (mut baseline_cpu, mut open_cpu) = (CpuTotals::default(), CpuTotals::default());
+    for _ in 0..GRPC_SLICES {
+        let cpu = CpuMeter::start(&procs);
+        let (n, secs) = grpc_calls(&url, slice, |ch, _| async move {
+            tonic_health::pb::health_client::HealthClient::new(ch)
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await?;
+            Ok(())
+        })
+        .await?;
+        baseline_cpu.add(&cpu);
+        baseline = (baseline.0 + n, baseline.1 + secs);
+        let cpu = CpuMeter::start(&procs);
+        let (n, secs) = grpc_calls(&url, slice, |ch, i| async move {
+            incident_proto::v1::intake_service_client::IntakeServiceClient::new(ch)
+                .open_incident(pb::OpenIncidentRequest {
+                    title: format!("bench {i}"),
+                    service: "bench".into(),
+                    impact: pb::Impact::High as i32,
+                    urgency: pb::Urgency::Low as i32,
+                    ..Default::default()
+                })
+                .await?;
+            Ok(())
+        })
+        .await?;
+        open_cpu.add(&cpu);
+        open = (open.0 + n, open.1 + secs);
+    }
+    let (baseline_rate, open_rate) = (baseline.0 as f64 / baseline.1, open.0 as f64 / open.1);
+    out["grpc_unary_baseline_cpu_us"] = baseline_cpu.per_item_us(baseline.0 as usize);
+    out["grpc_open_cpu_us"] = open_cpu.per_item_us(open.0 as usize);
+    out["grpc_unary_baseline_per_s"] = json!(baseline_rate.round());
+    out["grpc_open_per_s"] = json!(open_rate.round());
+    out["grpc_open_ratio"] = json!(open_rate / baseline_rate);
     Ok(())
 }
+
+/// How many turns the trivial call and the open take in [`grpc_figures`].
+const GRPC_SLICES: u64 = 4;
 
 /// The timer figures (`timer_late_*`, `clocks_*`) into `out`.
 async fn timer_figures(args: &Args, sizes: &Sizes, out: &mut Value) -> anyhow::Result<()> {
