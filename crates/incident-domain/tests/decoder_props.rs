@@ -1,7 +1,8 @@
 //! The event decoder never panics, whatever bytes arrive: arbitrary bytes, arbitrary JSON, and
 //! valid envelopes with mangled fields are errors or events, nothing else. Valid events survive
 //! a round trip through their canonical bytes. The fast path that reads straight from the bytes
-//! (`stored::decode_slice`) accepts, refuses and decodes exactly like the envelope path.
+//! (`stored::decode_slice`) accepts, refuses and decodes exactly like the envelope path. The
+//! canonical bytes the hash chain is computed over are those of the sorted JSON value.
 
 use incident_domain::stored::{self, DecodeError, TYPES};
 use incident_domain::testing::{ev, opened};
@@ -14,6 +15,8 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
+        any::<u64>().prop_map(|n| json!(n)),
+        (-1e12f64..1e12).prop_map(|f| json!(f)),
         ".{0,40}".prop_map(Value::String),
     ];
     leaf.prop_recursive(3, 32, 6, |inner| {
@@ -124,4 +127,35 @@ fn both_decoders_refuse_the_same_envelopes() {
     escaped["data"] = json!({"actor": "a\"b\u{e9}"});
     let event = decode_both(escaped.to_string().as_bytes()).unwrap();
     assert_eq!(event.actor, "a\"b\u{e9}");
+}
+
+/// The canonical bytes as first defined: the envelope serialized to a JSON value, then written
+/// with every object's keys sorted.
+fn through_a_value(env: &Envelope) -> Vec<u8> {
+    let value = serde_json::to_value(env).unwrap();
+    let mut out = Vec::new();
+    incident_domain::envelope::write_canonical(&value, &mut out);
+    out
+}
+
+proptest! {
+    /// The hash chain is computed over these bytes: they must not change.
+    #[test]
+    fn canonical_bytes_are_those_of_the_sorted_json_value(
+        id in ".{0,40}",
+        source in ".{0,20}",
+        ty in ".{0,30}",
+        subject in ".{0,30}",
+        content in ".{0,20}",
+        spec in ".{0,5}",
+        secs in -62_000_000_000i64..250_000_000_000,
+        nanos in 0u32..1_000_000_000,
+        data in json_value(),
+    ) {
+        let time = jiff::Timestamp::new(secs, nanos as i32).unwrap();
+        let mut env = Envelope::new(id, &source, &ty, &subject, time, data);
+        env.datacontenttype = content;
+        env.specversion = spec;
+        prop_assert_eq!(env.to_canonical_bytes(), through_a_value(&env));
+    }
 }
