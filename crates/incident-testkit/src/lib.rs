@@ -159,19 +159,6 @@ fn greets(port: u16) -> bool {
     BufReader::new(conn).read_line(&mut line).is_ok() && line.starts_with("INFO ")
 }
 
-/// Waits until something accepts TCP connections on the port.
-pub fn wait_for_port(port: u16, within: Duration) {
-    let deadline = Instant::now() + within;
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("nothing listens on 127.0.0.1:{port} after {within:?}");
-}
-
 /// The path of a binary of this workspace, built next to the running test
 /// (`cargo build --workspace --bins` builds them; scripts/test.sh does).
 pub fn bin_path(name: &str) -> PathBuf {
