@@ -176,3 +176,22 @@ pub async fn connect(url: &str) -> async_nats::Client {
         None => async_nats::connect(url).await.expect("connect to NATS"),
     }
 }
+
+/// Flips a bit of the event bytes of record `seq` (the last record when `None`) in the record
+/// file of the closed log in `log_dir`, `from_end` bytes before the end of its value, behind the
+/// log's back; answers the record's sequence number.
+pub fn damage_record(log_dir: &Path, seq: Option<u64>, from_end: u64) -> u64 {
+    let frames = incident_eventlog::layout::record_frames(log_dir).expect("read the record file");
+    let frame = match seq {
+        Some(seq) => frames.iter().find(|f| f.seq == Some(seq)),
+        None => frames.last(),
+    }
+    .copied()
+    .expect("a record");
+    let path = log_dir.join(incident_eventlog::layout::RECORD_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = frame.value_offset() + u64::from(frame.len) - from_end;
+    bytes[at as usize] ^= 0x01;
+    std::fs::write(&path, bytes).unwrap();
+    frame.seq.expect("a seq")
+}

@@ -177,15 +177,7 @@ async fn a_damaged_log_stops_the_start_with_a_clear_message() {
         .expect("clean stop");
 
     // rewrite the first record's event bytes behind the log's back
-    {
-        let db = sled::open(data.join("log")).unwrap();
-        let key = incident_eventlog::layout::record_key(1);
-        let mut value = db.get(key).unwrap().unwrap().to_vec();
-        let n = value.len();
-        value[n - 10] ^= 0x20;
-        db.insert(key, value).unwrap();
-        db.flush().unwrap();
-    }
+    incident_e2e::damage_record(&data.join("log"), Some(1), 10);
     let mut restarted = start_intake(&nats, &data);
     let status = restarted
         .wait_exit(Duration::from_secs(20))

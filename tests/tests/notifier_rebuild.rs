@@ -196,19 +196,7 @@ async fn metric(notifier: &ServiceProcess, name: &str) -> Result<u64, String> {
 /// Flips a byte of the last record of the log behind its back (as the intake test does);
 /// answers that record's sequence number.
 fn damage_last_record(log_dir: &Path) -> u64 {
-    let db = sled::open(log_dir).unwrap();
-    let (key, value) = db
-        .scan_prefix([incident_eventlog::layout::RECORD])
-        .next_back()
-        .expect("a record")
-        .unwrap();
-    let seq = incident_eventlog::layout::record_key_seq(&key).unwrap();
-    let mut value = value.to_vec();
-    let n = value.len();
-    value[n - 5] ^= 0x01;
-    db.insert(key, value).unwrap();
-    db.flush().unwrap();
-    seq
+    incident_e2e::damage_record(log_dir, None, 5)
 }
 
 /// Starts the notifier on the damaged log: it must refuse, naming the damage.

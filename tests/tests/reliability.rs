@@ -286,15 +286,7 @@ async fn a_damaged_log_is_rebuilt_from_jetstream() {
     intake.kill9();
 
     // damage the last record behind the log's back
-    {
-        let db = sled::open(data.join("log")).unwrap();
-        let key = incident_eventlog::layout::record_key(4);
-        let mut value = db.get(key).unwrap().unwrap().to_vec();
-        let n = value.len();
-        value[n - 5] ^= 0x01;
-        db.insert(key, value).unwrap();
-        db.flush().unwrap();
-    }
+    incident_e2e::damage_record(&data.join("log"), Some(4), 5);
     let mut refused = start_intake(&nats, &data);
     let status = refused
         .wait_exit(Duration::from_secs(20))

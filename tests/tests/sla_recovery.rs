@@ -290,19 +290,7 @@ async fn kill9_during_a_burst_of_breaches_records_each_exactly_once() {
 }
 
 fn damage_last_record(log_dir: &Path) -> u64 {
-    let db = incident_eventlog::open_db(log_dir).unwrap();
-    let (key, value) = db
-        .scan_prefix([incident_eventlog::layout::RECORD])
-        .last()
-        .unwrap()
-        .unwrap();
-    let seq = incident_eventlog::layout::record_key_seq(&key).unwrap();
-    let mut value = value.to_vec();
-    let n = value.len();
-    value[n - 5] ^= 0x01;
-    db.insert(key, value).unwrap();
-    db.flush().unwrap();
-    seq
+    incident_e2e::damage_record(log_dir, None, 5)
 }
 
 #[tokio::test(flavor = "multi_thread")]

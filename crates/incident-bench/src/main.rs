@@ -10,7 +10,7 @@
 //!   each of these two pairs is measured in four alternating slices (raw, then ours, four
 //!   times), so a change in the host's load during the run weighs on both sides of the ratio;
 //! - `rebuild_per_s` (intake's start-up fold of an N-event log: incidents of five events each,
-//!   opened to closed, a thousand in flight at a time) against `raw_read_per_s` (sled iterate,
+//!   opened to closed, a thousand in flight at a time) against `raw_read_per_s` (record file read,
 //!   record decode and envelope parse of the same records) -> `rebuild_ratio`;
 //! - on that same log, the real `incident-intake` binary's time to ready (start -> `/readyz`
 //!   200): `ready_full_fold_ms` (no snapshot, the whole log folded), then SIGTERM, which writes
@@ -382,15 +382,21 @@ fn rebuild(n: usize, path: &std::path::Path) -> anyhow::Result<Rebuild> {
         log.set_cursor(incident_intake::RELAY_CURSOR, log.head().seq)?;
         log.flush()?;
     }
-    // the raw building block: iterate sled, decode each record, parse its envelope
+    // the raw building block: read the record file front to back, decode each record, parse
+    // its envelope
     let raw = {
-        let db = incident_eventlog::open_db(path)?;
+        use std::io::Read;
         let started = Instant::now();
+        let file = std::fs::File::open(path.join(incident_eventlog::layout::RECORD_FILE))?;
+        let mut file = std::io::BufReader::with_capacity(1 << 20, file);
+        let mut value = Vec::new();
         let mut count = 0usize;
-        for kv in db.scan_prefix([incident_eventlog::layout::RECORD]) {
-            let (k, v) = kv?;
-            let seq = incident_eventlog::layout::record_key_seq(&k).context("record key")?;
-            let rec = incident_eventlog::layout::decode_record_ref(seq, &v)
+        let mut len = [0u8; incident_eventlog::layout::FRAME_HEADER_LEN];
+        while count < n {
+            file.read_exact(&mut len)?;
+            value.resize(u32::from_be_bytes(len) as usize, 0);
+            file.read_exact(&mut value)?;
+            let rec = incident_eventlog::layout::decode_record_ref(count as u64 + 1, &value)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let env = Envelope::from_slice(rec.event)?;
             std::hint::black_box(env);

@@ -1,19 +1,31 @@
 //! The checks a log must pass before it is used: the format marker, the stored head against
-//! the last stored record, and the re-verification of the chain's tail.
+//! the record file and the last record, and the re-verification of the chain's tail.
 
 use std::path::Path;
 
 use crate::error::LogError;
-use crate::iter::Records;
+use crate::file::RecordFile;
+use crate::iter::{Records, Source};
 use crate::layout::{self, HEAD_KEY, META_KEY};
+use crate::log::Tip;
 use crate::record::{Damage, GENESIS, Head};
 
+/// The format a log's marker names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// [`layout::LOG_FORMAT`].
+    Current,
+    /// [`layout::LEGACY_LOG_FORMAT`]: records in sled; moved to the record file on open.
+    Legacy,
+}
+
 /// Checks the format marker; on a brand-new (empty) database writes it when `create`.
-pub(crate) fn check_meta(db: &sled::Db, path: &Path, create: bool) -> Result<(), LogError> {
+pub(crate) fn check_meta(db: &sled::Db, path: &Path, create: bool) -> Result<Format, LogError> {
     let st = |e| LogError::storage(path, "reading", e);
     match db.get(META_KEY).map_err(st)? {
         Some(v) => match v.strip_prefix(layout::MAGIC) {
-            Some([f]) if *f == layout::LOG_FORMAT => Ok(()),
+            Some([f]) if *f == layout::LOG_FORMAT => Ok(Format::Current),
+            Some([f]) if *f == layout::LEGACY_LOG_FORMAT && create => Ok(Format::Legacy),
             Some([f]) => Err(LogError::UnsupportedFormat {
                 path: path.to_path_buf(),
                 found: *f,
@@ -29,7 +41,7 @@ pub(crate) fn check_meta(db: &sled::Db, path: &Path, create: bool) -> Result<(),
                 .map_err(|e| LogError::storage(path, "initializing", e))?;
             db.flush()
                 .map_err(|e| LogError::storage(path, "flushing", e))?;
-            Ok(())
+            Ok(Format::Current)
         }
         None => Err(LogError::NotALog {
             path: path.to_path_buf(),
@@ -38,50 +50,78 @@ pub(crate) fn check_meta(db: &sled::Db, path: &Path, create: bool) -> Result<(),
     }
 }
 
-/// The last key with the record prefix, decoded to its seq.
-fn last_record(db: &sled::Db, path: &Path) -> Result<Option<(u64, sled::IVec)>, LogError> {
-    match db.scan_prefix([layout::RECORD]).next_back() {
+/// The last batch entry: the seq of the first record of the last group commit and its offset.
+fn last_batch(db: &sled::Db, path: &Path) -> Result<Option<(u64, u64)>, LogError> {
+    match db.scan_prefix([layout::BATCH]).next_back() {
         None => Ok(None),
         Some(Err(e)) => Err(LogError::storage(path, "reading", e)),
-        Some(Ok((k, v))) => match layout::record_key_seq(&k) {
-            Some(seq) => Ok(Some((seq, v))),
+        Some(Ok((k, v))) => match layout::batch_key_seq(&k).zip(layout::be_u64(&v)) {
+            Some(entry) => Ok(Some(entry)),
             None => Err(LogError::corrupt(
                 path,
-                "the record keys",
-                format!("the key {} is not a record key", hex::encode(&k)),
+                "the batch index",
+                format!("the entry under {} cannot be read", hex::encode(&k)),
             )),
         },
     }
 }
 
-/// Reads the stored head and checks it against the last stored record.
-pub(crate) fn load_head(db: &sled::Db, path: &Path) -> Result<Head, LogError> {
+/// Reads the stored head and checks it against the record file: the file reaches the head's
+/// end, and the last group commit's records end exactly there with the head's record. Bytes
+/// past the head's end are an append that never completed (never acknowledged); they are cut
+/// off.
+pub(crate) fn load_head(db: &sled::Db, file: &RecordFile, path: &Path) -> Result<Tip, LogError> {
     let damaged = |seq, reason: String| LogError::damaged(path, Damage::new(seq, reason));
     let stored = db
         .get(HEAD_KEY)
         .map_err(|e| LogError::storage(path, "reading", e))?;
-    let last = last_record(db, path)?;
+    let last = last_batch(db, path)?;
+    let file_len = file
+        .len()
+        .map_err(|e| LogError::storage(path, "reading the record file of", e))?;
+    let cut = |end: u64| -> Result<(), LogError> {
+        if file_len > end {
+            file.truncate(end)
+                .map_err(|e| LogError::storage(path, "cutting the record file of", e))?;
+        }
+        Ok(())
+    };
     let Some(stored) = stored else {
         return match last {
-            None => Ok(Head::GENESIS),
+            None => {
+                cut(0)?;
+                Ok(Tip::EMPTY)
+            }
             Some((seq, _)) => Err(damaged(
                 seq,
                 "stored, but the log has no head (its head was lost)".into(),
             )),
         };
     };
-    let head = layout::decode_head(&stored).map_err(|r| LogError::corrupt(path, "the head", r))?;
-    let last_seq = last.as_ref().map_or(0, |(s, _)| *s);
-    if last_seq < head.seq {
-        return Err(damaged(
-            last_seq + 1,
-            format!(
-                "missing: the head says the log ends at record {}, but the last record stored is {}",
-                head.seq, last_seq
-            ),
-        ));
-    }
-    if last_seq > head.seq {
+    let (head, end) =
+        layout::decode_head(&stored).map_err(|r| LogError::corrupt(path, "the head", r))?;
+    let tip = Tip { head, end };
+    let Some((first, _)) = last else {
+        if head.seq != 0 || end != 0 {
+            return Err(damaged(
+                1,
+                format!(
+                    "missing: the head says the log ends at record {}, but no record is indexed",
+                    head.seq
+                ),
+            ));
+        }
+        if head.hash != GENESIS {
+            return Err(LogError::corrupt(
+                path,
+                "the head",
+                "the head of an empty log has a non-zero hash",
+            ));
+        }
+        cut(0)?;
+        return Ok(tip);
+    };
+    if first > head.seq {
         return Err(damaged(
             head.seq + 1,
             format!(
@@ -90,54 +130,62 @@ pub(crate) fn load_head(db: &sled::Db, path: &Path) -> Result<Head, LogError> {
             ),
         ));
     }
-    match last {
-        None if head.hash == GENESIS => Ok(head),
-        None => Err(LogError::corrupt(
-            path,
-            "the head",
-            "the head of an empty log has a non-zero hash",
-        )),
-        Some((seq, value)) => {
-            let rec =
-                layout::decode_record_ref(seq, &value).map_err(|d| LogError::damaged(path, d))?;
-            if rec.hash != head.hash {
-                return Err(damaged(
-                    seq,
-                    "its hash does not match the log's head".into(),
-                ));
-            }
-            Ok(head)
-        }
+    if file_len < end {
+        return Err(damaged(
+            head.seq,
+            format!(
+                "missing: the head says the records end at byte {end}, but the record file has {file_len} bytes"
+            ),
+        ));
     }
+    let src = Source {
+        db,
+        file,
+        path,
+        end,
+    };
+    let mut records = Records::new(src, first, head.seq, None, false);
+    let mut last_hash = None;
+    while records.remaining() {
+        last_hash = Some(records.step_with(|r| r.hash)?);
+    }
+    if last_hash != Some(head.hash) {
+        return Err(damaged(
+            head.seq,
+            "its hash does not match the log's head".into(),
+        ));
+    }
+    if records.position() != Some(end) {
+        return Err(damaged(
+            head.seq + 1,
+            format!(
+                "stored past the head: bytes follow record {} before the log's end at byte {end}",
+                head.seq
+            ),
+        ));
+    }
+    cut(end)?;
+    Ok(tip)
 }
 
 /// Re-verifies the chain of the last `n` records up to `head`.
-pub(crate) fn verify_tail(
-    db: &sled::Db,
-    path: &Path,
-    head: Head,
-    n: usize,
-) -> Result<(), LogError> {
+pub(crate) fn verify_tail(src: Source<'_>, head: Head, n: usize) -> Result<(), LogError> {
     if n == 0 || head.seq == 0 {
         return Ok(());
     }
     let n = u64::try_from(n).unwrap_or(u64::MAX);
     let start = head.seq.saturating_sub(n) + 1;
-    let prev = if start == 1 {
-        Head::GENESIS
+    let (first, prev) = if start == 1 {
+        (1, Head::GENESIS)
     } else {
-        let seq = start - 1;
-        let value = db
-            .get(layout::record_key(seq))
-            .map_err(|e| LogError::storage(path, "reading", e))?
-            .ok_or_else(|| LogError::damaged(path, Damage::new(seq, "missing")))?;
-        let rec = layout::decode_record_ref(seq, &value).map_err(|d| LogError::damaged(path, d))?;
-        Head {
-            seq,
-            hash: rec.hash,
-        }
+        let mut before = Records::new(src, start - 1, start - 1, None, false);
+        let prev = before.step_with(|r| Head {
+            seq: r.seq,
+            hash: r.hash,
+        })?;
+        (start, prev)
     };
-    for rec in Records::new(db, path, start, head.seq, Some(prev), true) {
+    for rec in Records::new(src, first, head.seq, Some(prev), true) {
         rec?;
     }
     Ok(())

@@ -1,4 +1,5 @@
-//! `incident-eventlog`: each service's authoritative, append-only event log on sled.
+//! `incident-eventlog`: each service's authoritative, append-only event log: records in an
+//! append-only record file, the head and the indexes in sled.
 //!
 //! Owns the hash chain over the log's records, optimistic concurrency per stream (a stream is
 //! one incident), group-commit appends, replay, verification, named cursors (such as the
@@ -7,7 +8,7 @@
 //!
 //! Each record holds its global seq, its stream and version, the event's id, the exact event
 //! bytes, the previous record's hash and `hash = sha256(prev_hash || event)` (genesis: 32 zero
-//! bytes). The sled layout is documented in [`layout`].
+//! bytes). The layout on disk is documented in [`layout`].
 //!
 //! ```
 //! use incident_eventlog::*;
@@ -28,9 +29,11 @@
 mod append;
 mod checks;
 mod error;
+mod file;
 mod iter;
 pub mod layout;
 mod log;
+mod migrate;
 mod record;
 mod store;
 

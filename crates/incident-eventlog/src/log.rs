@@ -1,20 +1,22 @@
-//! [`EventLog`]: the sled-backed log. Owns opening (running the checks in `checks`), the
-//! group-commit append, reads, full verification, cursors, processed ids and snapshots. The key
-//! layout is in [`crate::layout`].
+//! [`EventLog`]: the log on its record file and sled. Owns opening (running the checks in
+//! `checks`, moving a format-1 log over in `migrate`), the group-commit append, reads, full
+//! verification, cursors, processed ids and snapshots. The layout is in [`crate::layout`].
 //!
-//! Appends are serialized by one mutex (the writer). The writer keeps the head and a cache of
-//! stream versions equal to what sled holds; after a failed write or flush it re-reads them.
-//! Readers see records up to the published head, which moves only after the batch is written
-//! and flushed, so a reader never sees a record that is not yet durable.
+//! Appends are serialized by one mutex (the writer). The writer keeps the head, the end of the
+//! record file and a cache of stream versions equal to what sled holds; after a failed write or
+//! flush it re-reads them. Readers see records up to the published head, which moves only after
+//! the frames are synced and sled's batch is written and flushed, so a reader never sees a
+//! record that is not yet durable.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::append::{AppendRequest, Appended};
-use crate::checks::{check_meta, load_head, verify_tail};
+use crate::checks::{Format, check_meta, load_head, verify_tail};
 use crate::error::{AppendError, LogError};
-use crate::iter::{Records, StreamRecords};
+use crate::file::RecordFile;
+use crate::iter::{Records, Source, StreamRecords};
 use crate::layout::{self, HEAD_KEY, RecordRef};
 use crate::record::{Damage, Head, Record, chain_hash};
 
@@ -51,17 +53,32 @@ impl std::fmt::Debug for EventLog {
 
 pub(crate) struct Inner {
     pub(crate) db: sled::Db,
+    pub(crate) file: RecordFile,
     /// [`layout::SNAPSHOT_TREE`].
     snapshots: sled::Tree,
     pub(crate) path: PathBuf,
     writer: Mutex<Writer>,
     /// The head readers see: always a durable, fully written record (or genesis).
-    published: RwLock<Head>,
+    published: RwLock<Tip>,
+}
+
+/// A head and where its records end in the record file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tip {
+    pub(crate) head: Head,
+    pub(crate) end: u64,
+}
+
+impl Tip {
+    pub(crate) const EMPTY: Tip = Tip {
+        head: Head::GENESIS,
+        end: 0,
+    };
 }
 
 /// State owned by the appender; equal to what sled holds whenever the mutex is free.
 struct Writer {
-    head: Head,
+    tip: Tip,
     versions: HashMap<String, u64>,
     /// Set when, after a failed write, sled's state could not be read back consistently.
     broken: Option<String>,
@@ -70,6 +87,8 @@ struct Writer {
 /// One group commit being assembled.
 struct Staging {
     batch: sled::Batch,
+    /// The frames of the accepted events, to be written at the writer's end.
+    frames: Vec<u8>,
     head: Head,
     versions: HashMap<String, u64>,
     ids: HashSet<String>,
@@ -97,11 +116,13 @@ pub fn open_db(path: &Path) -> Result<sled::Db, LogError> {
 }
 
 /// Removes what earlier builds kept that this one derives or keeps elsewhere: snapshots in the
-/// default tree (see [`layout::SNAPSHOT`]; a cache, and there they slow every append down) and
-/// stored stream versions (see [`layout::STREAM_VERSION`]; the stream index holds them).
+/// default tree (see [`layout::SNAPSHOT`]; a cache, and there they slow every append down),
+/// stored stream versions (see [`layout::STREAM_VERSION`]; the stream index holds them) and
+/// format-1 records a move to the record file had not finished removing (see
+/// [`layout::RECORD`]; the record file holds them).
 fn remove_legacy(db: &sled::Db, path: &Path) -> Result<(), LogError> {
     let mut removed = false;
-    for prefix in [layout::SNAPSHOT, layout::STREAM_VERSION] {
+    for prefix in [layout::SNAPSHOT, layout::STREAM_VERSION, layout::RECORD] {
         let mut batch = sled::Batch::default();
         let mut in_batch = 0;
         for key in db.scan_prefix([prefix]).keys() {
@@ -135,9 +156,21 @@ impl EventLog {
     /// stored head matches the last record, and re-verifies the last `opts.verify_tail` records.
     pub fn open_with(path: &Path, opts: Options) -> Result<Self, LogError> {
         let db = open_db(path)?;
-        check_meta(&db, path, true)?;
-        let head = load_head(&db, path)?;
-        verify_tail(&db, path, head, opts.verify_tail)?;
+        let file = RecordFile::open(path)?;
+        if check_meta(&db, path, true)? == Format::Legacy {
+            crate::migrate::records_to_file(&db, &file, path)?;
+        }
+        let tip = load_head(&db, &file, path)?;
+        verify_tail(
+            Source {
+                db: &db,
+                file: &file,
+                path,
+                end: tip.end,
+            },
+            tip.head,
+            opts.verify_tail,
+        )?;
         let snapshots = db
             .open_tree(layout::SNAPSHOT_TREE)
             .map_err(|e| LogError::storage(path, "opening the snapshots of", e))?;
@@ -145,14 +178,15 @@ impl EventLog {
         Ok(EventLog {
             inner: Arc::new(Inner {
                 db,
+                file,
                 snapshots,
                 path: path.to_path_buf(),
                 writer: Mutex::new(Writer {
-                    head,
+                    tip,
                     versions: HashMap::new(),
                     broken: None,
                 }),
-                published: RwLock::new(head),
+                published: RwLock::new(tip),
             }),
         })
     }
@@ -200,11 +234,11 @@ impl EventLog {
         after: Head,
         mut f: impl FnMut(RecordRef<'_>) -> Result<(), E>,
     ) -> Result<u64, E> {
+        let tip = self.inner.tip();
         let mut records = Records::new(
-            &self.inner.db,
-            &self.inner.path,
+            self.inner.source(tip),
             after.seq.saturating_add(1),
-            self.head().seq,
+            tip.head.seq,
             Some(after),
             false,
         );
@@ -270,7 +304,7 @@ impl EventLog {
         self.inner.verify()
     }
 
-    /// Flushes everything written (fsync).
+    /// Flushes everything written to sled (fsync); the record file is synced by every append.
     pub fn flush(&self) -> Result<(), LogError> {
         self.inner.flush()
     }
@@ -283,16 +317,31 @@ impl EventLog {
 
 impl Inner {
     fn head(&self) -> Head {
+        self.tip().head
+    }
+
+    /// The published head and the end of its records.
+    pub(crate) fn tip(&self) -> Tip {
         match self.published.read() {
-            Ok(h) => *h,
+            Ok(t) => *t,
             Err(p) => *p.into_inner(),
         }
     }
 
-    fn publish(&self, head: Head) {
+    fn publish(&self, tip: Tip) {
         match self.published.write() {
-            Ok(mut h) => *h = head,
-            Err(p) => *p.into_inner() = head,
+            Ok(mut t) => *t = tip,
+            Err(p) => *p.into_inner() = tip,
+        }
+    }
+
+    /// Where the records up to `tip` are.
+    pub(crate) fn source(&self, tip: Tip) -> Source<'_> {
+        Source {
+            db: &self.db,
+            file: &self.file,
+            path: &self.path,
+            end: tip.end,
         }
     }
 
@@ -317,11 +366,11 @@ impl Inner {
     /// state is not consistent.
     fn reload(&self, w: &mut Writer) {
         w.versions.clear();
-        match load_head(&self.db, &self.path) {
-            Ok(head) => {
-                w.head = head;
+        match load_head(&self.db, &self.file, &self.path) {
+            Ok(tip) => {
+                w.tip = tip;
                 w.broken = None;
-                self.publish(head);
+                self.publish(tip);
             }
             Err(e) => {
                 w.broken = Some(e.to_string());
@@ -418,11 +467,13 @@ impl Inner {
         let mut version = current;
         let mut staged_ids = Vec::with_capacity(req.events.len());
         let mut records = Vec::with_capacity(req.events.len());
+        let frames_before = staging.frames.len();
         for e in req.events {
             let seq = head.seq + 1;
             version += 1;
             let hash = chain_hash(&head.hash, &e.bytes);
-            let value = layout::encode_record_parts(
+            if layout::encode_frame(
+                &mut staging.frames,
                 seq,
                 version,
                 &req.stream,
@@ -431,15 +482,20 @@ impl Inner {
                 &hash,
                 &e.bytes,
             )
-            .ok_or_else(|| AppendError::Invalid("a name is too long".into()))?;
+            .is_none()
+            {
+                staging.frames.truncate(frames_before);
+                return Err(AppendError::Invalid(
+                    "a name or an event is too long to store".into(),
+                ));
+            }
             let mut index_key = index_prefix.clone();
             index_key.extend_from_slice(&version.to_be_bytes());
-            records.push((seq, value, index_key));
+            records.push((seq, index_key));
             head = Head { seq, hash };
             staged_ids.push(e.id);
         }
-        for ((seq, value, index_key), id) in records.into_iter().zip(&staged_ids) {
-            staging.batch.insert(&layout::record_key(seq), value);
+        for ((seq, index_key), id) in records.into_iter().zip(&staged_ids) {
             staging.batch.insert(
                 layout::prefixed(layout::EVENT_ID, id.as_bytes()),
                 &seq.to_be_bytes(),
@@ -489,7 +545,8 @@ impl Inner {
         }
         let mut staging = Staging {
             batch: sled::Batch::default(),
-            head: w.head,
+            frames: Vec::new(),
+            head: w.tip.head,
             versions: HashMap::new(),
             ids: HashSet::new(),
             writes: false,
@@ -508,26 +565,47 @@ impl Inner {
         if !staging.writes {
             return results;
         }
+        let start = w.tip.end;
+        let tip = Tip {
+            head: staging.head,
+            end: start + staging.frames.len() as u64,
+        };
+        if !staging.frames.is_empty() {
+            staging
+                .batch
+                .insert(&layout::batch_key(w.tip.head.seq + 1), &start.to_be_bytes());
+        }
         staging
             .batch
-            .insert(HEAD_KEY, &layout::encode_head(&staging.head)[..]);
-        let failure = match self.db.apply_batch(staging.batch) {
-            Err(e) => Some(format!("writing to {}: {e}", self.path.display())),
-            Ok(()) => match self.db.flush() {
-                Err(e) => Some(format!(
-                    "flushing {} (the events may be in the log): {e}",
-                    self.path.display()
-                )),
-                Ok(_) => None,
+            .insert(HEAD_KEY, &layout::encode_head(&tip.head, tip.end)[..]);
+        let written = if staging.frames.is_empty() {
+            Ok(())
+        } else {
+            self.file.write_at(&staging.frames, start)
+        };
+        let failure = match written {
+            Err(e) => Some(format!(
+                "writing the record file of {}: {e}",
+                self.path.display()
+            )),
+            Ok(()) => match self.db.apply_batch(staging.batch) {
+                Err(e) => Some(format!("writing to {}: {e}", self.path.display())),
+                Ok(()) => match self.db.flush() {
+                    Err(e) => Some(format!(
+                        "flushing {} (the events may be in the log): {e}",
+                        self.path.display()
+                    )),
+                    Ok(_) => None,
+                },
             },
         };
         match failure {
             None => {
-                w.head = staging.head;
+                w.tip = tip;
                 for (stream, v) in staging.versions {
                     w.versions.insert(stream, v);
                 }
-                self.publish(staging.head);
+                self.publish(tip);
             }
             Some(msg) => {
                 self.reload(&mut w);
@@ -544,35 +622,26 @@ impl Inner {
     fn read_from(&self, seq: u64) -> Records<'_> {
         let start = seq.max(1);
         let prev = (start == 1).then_some(Head::GENESIS);
-        Records::new(&self.db, &self.path, start, self.head().seq, prev, false)
+        let tip = self.tip();
+        Records::new(self.source(tip), start, tip.head.seq, prev, false)
     }
 
     fn read_stream(&self, stream: &str) -> StreamRecords<'_> {
-        StreamRecords::new(self, stream, self.head().seq)
+        StreamRecords::new(self, stream, self.tip())
     }
 
-    /// Record `seq` as stored (no head bound).
-    pub(crate) fn get_record(&self, seq: u64) -> Result<Option<Record>, LogError> {
-        match self
-            .db
-            .get(layout::record_key(seq))
-            .map_err(|e| self.storage("reading", e))?
-        {
-            None => Ok(None),
-            Some(v) => layout::decode_record(seq, &v)
-                .map(Some)
-                .map_err(|d| LogError::damaged(&self.path, d)),
+    /// Record `seq` of the log up to `tip`; `None` past it.
+    pub(crate) fn get_record(&self, tip: Tip, seq: u64) -> Result<Option<Record>, LogError> {
+        if seq == 0 || seq > tip.head.seq {
+            return Ok(None);
         }
+        Records::new(self.source(tip), seq, seq, None, false)
+            .step()
+            .map(Some)
     }
 
     fn get(&self, seq: u64) -> Result<Option<Record>, LogError> {
-        if seq == 0 || seq > self.head().seq {
-            return Ok(None);
-        }
-        match self.get_record(seq)? {
-            Some(r) => Ok(Some(r)),
-            None => Err(LogError::damaged(&self.path, Damage::new(seq, "missing"))),
-        }
+        self.get_record(self.tip(), seq)
     }
 
     fn seq_of_event(&self, event_id: &str) -> Result<Option<u64>, LogError> {
@@ -671,24 +740,56 @@ impl Inner {
         let w = self.lock_writer();
         let path = self.path.as_path();
         check_meta(&self.db, path, false)?;
-        let head = load_head(&self.db, path)?;
-        if head != w.head {
+        let tip = load_head(&self.db, &self.file, path)?;
+        let head = tip.head;
+        if tip != w.tip {
             return Err(LogError::damaged(
                 path,
                 Damage::new(
                     head.seq,
                     format!(
-                        "the stored head (record {}) is not the head this process wrote (record {})",
-                        head.seq, w.head.seq
+                        "the stored head (record {}, byte {}) is not the head this process wrote (record {}, byte {})",
+                        head.seq, tip.end, w.tip.head.seq, w.tip.end
                     ),
                 ),
             ));
         }
         let damaged = |seq, reason: String| LogError::damaged(path, Damage::new(seq, reason));
+        // every batch entry must name the offset where its record's frame starts
+        let mut batches = Vec::new();
+        for kv in self.db.scan_prefix([layout::BATCH]) {
+            let (k, v) = kv.map_err(|e| self.storage("reading", e))?;
+            let entry = layout::batch_key_seq(&k).zip(layout::be_u64(&v));
+            let Some(entry) = entry else {
+                return Err(LogError::corrupt(
+                    path,
+                    "the batch index",
+                    format!("the entry under {} cannot be read", hex::encode(&k)),
+                ));
+            };
+            batches.push(entry);
+        }
+        let mut batches = batches.into_iter().peekable();
         let mut versions: HashMap<String, u64> = HashMap::new();
         let mut last = Head::GENESIS;
-        for rec in Records::new(&self.db, path, 1, head.seq, Some(Head::GENESIS), true) {
-            let rec = rec?;
+        let mut records = Records::new(self.source(tip), 1, head.seq, Some(Head::GENESIS), true);
+        while records.remaining() {
+            let rec = records.step()?;
+            if let Some(&(seq, offset)) = batches.peek()
+                && seq == rec.seq
+            {
+                if offset != records.last_offset() {
+                    return Err(LogError::corrupt(
+                        path,
+                        "the batch index",
+                        format!(
+                            "it puts record {seq} at byte {offset}, but it is at byte {}",
+                            records.last_offset()
+                        ),
+                    ));
+                }
+                batches.next();
+            }
             let v = versions.entry(rec.stream.clone()).or_insert(0);
             *v += 1;
             if rec.version != *v {
@@ -730,6 +831,15 @@ impl Inner {
         }
         if last != head {
             return Err(damaged(head.seq, "it does not match the log's head".into()));
+        }
+        if let Some((seq, _)) = batches.next() {
+            return Err(LogError::corrupt(
+                path,
+                "the batch index",
+                format!(
+                    "it has an entry for record {seq}, which is not where a frame starts or is past the head"
+                ),
+            ));
         }
         for (prefix, what) in [
             (layout::EVENT_ID, "the event id index"),

@@ -1,13 +1,14 @@
 //! Damage is found and named: records tampered with, removed or replaced by garbage directly in
-//! sled; a truncated tail; a damaged snapshot; broken indexes; exported copies checked with
-//! `verify_chain`. Nothing here may panic inside the crate.
+//! the record file; a truncated file; a head or batch index that disagrees with the records; a
+//! damaged snapshot; broken indexes; exported copies checked with `verify_chain`. Nothing here
+//! may panic inside the crate.
 
 mod common;
 
 use std::path::Path;
 
 use common::*;
-use incident_eventlog::layout::{self, record_key};
+use incident_eventlog::layout;
 use incident_eventlog::{Damage, EventLog, Head, LogError, Options, chain_hash, verify_chain};
 
 /// A closed log of `n` events in `dir`.
@@ -24,14 +25,16 @@ fn damage(e: &LogError) -> &Damage {
         .unwrap_or_else(|| panic!("expected damage, got {e:?}"))
 }
 
-/// Replaces the event bytes of record `seq`, keeping its stored hashes.
+/// Replaces the event bytes of record `seq` (with bytes of the same length), keeping its
+/// stored hashes.
 fn tamper_event(dir: &Path, seq: u64, event: &[u8]) {
-    with_db(dir, |db| {
-        let v = db.get(record_key(seq)).unwrap().unwrap();
-        let mut rec = layout::decode_record(seq, &v).unwrap();
+    let frame = frame_of(dir, seq);
+    edit_file(dir, |bytes| {
+        let value = &mut bytes[frame.value_offset() as usize..][..frame.len as usize];
+        let mut rec = layout::decode_record(seq, value).unwrap();
+        assert_eq!(rec.event.len(), event.len(), "a same-length forgery");
         rec.event = event.to_vec();
-        db.insert(record_key(seq), layout::encode_record(&rec).unwrap())
-            .unwrap();
+        value.copy_from_slice(&layout::encode_record(&rec).unwrap());
     });
 }
 
@@ -48,7 +51,7 @@ fn an_intact_log_verifies() {
 fn a_tampered_record_is_named_on_open() {
     let dir = tempfile::tempdir().unwrap();
     closed_log(dir.path(), 10);
-    tamper_event(dir.path(), 4, b"{\"id\":\"forged\"}");
+    tamper_event(dir.path(), 4, b"{\"id\":\"X4\"}");
     let e = EventLog::open(dir.path()).unwrap_err();
     let d = damage(&e);
     assert_eq!(d.seq, 4);
@@ -66,13 +69,10 @@ fn a_tampered_record_is_named_on_open() {
 fn a_tampered_record_outside_the_tail_is_found_by_verify() {
     let dir = tempfile::tempdir().unwrap();
     closed_log(dir.path(), 10);
-    // flip one byte of the event, straight in the stored value
-    with_db(dir.path(), |db| {
-        let mut v = db.get(record_key(3)).unwrap().unwrap().to_vec();
-        if let Some(b) = v.last_mut() {
-            *b ^= 0x20;
-        }
-        db.insert(record_key(3), v).unwrap();
+    // flip one byte of the event, straight in the file
+    let frame = frame_of(dir.path(), 3);
+    edit_file(dir.path(), |bytes| {
+        bytes[(frame.value_offset() + u64::from(frame.len) - 1) as usize] ^= 0x20;
     });
     let log = EventLog::open_with(dir.path(), Options { verify_tail: 5 }).unwrap();
     let e = log.verify().unwrap_err();
@@ -92,47 +92,80 @@ fn a_tampered_record_outside_the_tail_is_found_by_verify() {
 fn a_rehashed_forgery_breaks_the_next_link() {
     let dir = tempfile::tempdir().unwrap();
     closed_log(dir.path(), 6);
-    with_db(dir.path(), |db| {
-        let v = db.get(record_key(2)).unwrap().unwrap();
-        let mut rec = layout::decode_record(2, &v).unwrap();
-        rec.event = b"{\"forged\":true}".to_vec();
-        rec.hash = chain_hash(&rec.prev_hash, &rec.event);
-        db.insert(record_key(2), layout::encode_record(&rec).unwrap())
-            .unwrap();
-    });
+    let frame = frame_of(dir.path(), 2);
+    let value = &std::fs::read(record_file(dir.path())).unwrap()[frame.value_offset() as usize..]
+        [..frame.len as usize];
+    let mut rec = layout::decode_record(2, value).unwrap();
+    rec.event = b"{\"forged\":true}".to_vec();
+    rec.hash = chain_hash(&rec.prev_hash, &rec.event);
+    replace_frame(dir.path(), 2, Some(&layout::encode_record(&rec).unwrap()));
     let e = EventLog::open(dir.path()).unwrap_err();
     assert_eq!(damage(&e).seq, 3);
     assert!(damage(&e).reason.contains("prev_hash"), "{e}");
 }
 
 #[test]
-fn a_truncated_tail_is_found() {
-    let dir = tempfile::tempdir().unwrap();
-    closed_log(dir.path(), 10);
-    with_db(dir.path(), |db| {
-        db.remove(record_key(10)).unwrap();
-    });
-    for opts in [Options::default(), Options { verify_tail: 0 }] {
-        let e = EventLog::open_with(dir.path(), opts).unwrap_err();
-        let d = damage(&e);
-        assert_eq!(d.seq, 10, "{e}");
-        assert!(d.reason.contains("missing"), "{e}");
+fn a_truncated_record_file_is_found() {
+    // cut before the last record, and in the middle of it (a torn write)
+    for cut_into in [0u64, 30] {
+        let dir = tempfile::tempdir().unwrap();
+        closed_log(dir.path(), 10);
+        let frame = frame_of(dir.path(), 10);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(record_file(dir.path()))
+            .unwrap();
+        file.set_len(frame.offset + cut_into).unwrap();
+        drop(file);
+        for opts in [Options::default(), Options { verify_tail: 0 }] {
+            let e = EventLog::open_with(dir.path(), opts).unwrap_err();
+            let d = damage(&e);
+            assert_eq!(d.seq, 10, "{e}");
+            assert!(d.reason.contains("missing"), "{e}");
+        }
     }
 }
 
 #[test]
-fn a_record_past_the_head_is_found() {
+fn bytes_past_the_head_are_an_unfinished_append_and_are_cut_off() {
+    // an append that wrote its frames and stopped before sled took its batch: never answered,
+    // so not part of the log
+    let dir = tempfile::tempdir().unwrap();
+    let head = closed_log(dir.path(), 5);
+    let len = std::fs::metadata(record_file(dir.path())).unwrap().len();
+    edit_file(dir.path(), |bytes| bytes.extend_from_slice(&[0xab; 300]));
+    let log = EventLog::open(dir.path()).unwrap();
+    assert_eq!(log.head(), head);
+    assert_eq!(
+        std::fs::metadata(record_file(dir.path())).unwrap().len(),
+        len
+    );
+    log.append(req("a", incident_eventlog::ExpectedVersion::Any, &["e6"]))
+        .unwrap();
+    assert_eq!(log.verify().unwrap().seq, 6);
+    assert_eq!(all(&log).len(), 6);
+}
+
+#[test]
+fn a_batch_entry_past_the_head_is_found() {
     let dir = tempfile::tempdir().unwrap();
     closed_log(dir.path(), 3);
+    // the head moved back to record 2, but record 3's batch entry is still there
+    let frame = frame_of(dir.path(), 3);
+    let two = {
+        let log = EventLog::open(dir.path()).unwrap();
+        Head::from(&log.get(2).unwrap().unwrap())
+    };
     with_db(dir.path(), |db| {
-        let v = db.get(record_key(3)).unwrap().unwrap();
-        let mut rec = layout::decode_record(3, &v).unwrap();
-        rec.seq = 4;
-        db.insert(record_key(4), layout::encode_record(&rec).unwrap())
-            .unwrap();
+        db.insert(
+            layout::HEAD_KEY,
+            &layout::encode_head(&two, frame.offset)[..],
+        )
+        .unwrap();
     });
     let e = EventLog::open(dir.path()).unwrap_err();
-    assert_eq!(damage(&e).seq, 4);
+    assert_eq!(damage(&e).seq, 3, "{e}");
+    assert!(damage(&e).reason.contains("past the head"), "{e}");
 }
 
 #[test]
@@ -140,28 +173,52 @@ fn a_head_that_disagrees_with_the_last_record_is_found() {
     let dir = tempfile::tempdir().unwrap();
     closed_log(dir.path(), 3);
     with_db(dir.path(), |db| {
-        let head = Head {
-            seq: 3,
+        let (head, end) = stored_head(db);
+        let forged = Head {
+            seq: head.seq,
             hash: [1; 32],
         };
-        db.insert(layout::HEAD_KEY, &layout::encode_head(&head)[..])
+        db.insert(layout::HEAD_KEY, &layout::encode_head(&forged, end)[..])
             .unwrap();
     });
     let e = EventLog::open(dir.path()).unwrap_err();
     assert_eq!(damage(&e).seq, 3);
     assert!(damage(&e).reason.contains("head"), "{e}");
+
+    // a head whose end falls short of the last record's frame
+    let dir = tempfile::tempdir().unwrap();
+    closed_log(dir.path(), 3);
+    with_db(dir.path(), |db| {
+        let (head, end) = stored_head(db);
+        db.insert(layout::HEAD_KEY, &layout::encode_head(&head, end - 1)[..])
+            .unwrap();
+    });
+    let e = EventLog::open(dir.path()).unwrap_err();
+    assert_eq!(damage(&e).seq, 3, "{e}");
 }
 
 #[test]
-fn a_missing_record_in_the_middle_is_found() {
+fn a_record_removed_from_the_middle_is_found() {
     let dir = tempfile::tempdir().unwrap();
     closed_log(dir.path(), 10);
-    with_db(dir.path(), |db| {
-        db.remove(record_key(5)).unwrap();
+    replace_frame(dir.path(), 5, None);
+    let e = EventLog::open(dir.path()).unwrap_err();
+    assert_eq!(damage(&e).seq, 5, "{e}");
+    assert!(damage(&e).reason.contains("record 6 is stored"), "{e}");
+}
+
+#[test]
+fn a_record_wiped_in_the_middle_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    closed_log(dir.path(), 10);
+    // a zeroed stretch of disk: the frame of record 5, length and all
+    let frame = frame_of(dir.path(), 5);
+    edit_file(dir.path(), |bytes| {
+        let at = frame.offset as usize;
+        bytes[at..at + 4 + frame.len as usize].fill(0);
     });
     let e = EventLog::open(dir.path()).unwrap_err();
-    assert_eq!(damage(&e).seq, 5);
-    assert!(damage(&e).reason.contains("missing"), "{e}");
+    assert_eq!(damage(&e).seq, 5, "{e}");
 
     // outside the verified tail: open works, reading and verifying stop at it
     let log = EventLog::open_with(dir.path(), Options { verify_tail: 3 }).unwrap();
@@ -180,6 +237,8 @@ fn a_missing_record_in_the_middle_is_found() {
     assert_eq!(damage(&e).seq, 5);
     assert_eq!(damage(&log.verify().unwrap_err()).seq, 5);
     assert_eq!(damage(&log.get(5).unwrap_err()).seq, 5);
+    // the records after it are still reached through their own batch entries
+    assert_eq!(log.get(6).unwrap().unwrap().event_id, "e6");
     // the stream index points at it too
     let a: Vec<_> = log.read_stream("a").collect();
     assert_eq!(a.len(), 3);
@@ -197,9 +256,7 @@ fn garbage_values_are_damage_not_panics() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         closed_log(dir.path(), 10);
-        with_db(dir.path(), |db| {
-            db.insert(record_key(seq), garbage).unwrap();
-        });
+        replace_frame(dir.path(), seq, Some(garbage));
         let e = EventLog::open(dir.path()).unwrap_err();
         assert_eq!(damage(&e).seq, seq, "{e}");
         // and with no tail verification, reads find it
@@ -210,6 +267,17 @@ fn garbage_values_are_damage_not_panics() {
             assert_eq!(damage(&log.get(seq).unwrap_err()).seq, seq);
         }
     }
+    // a frame length that runs past the end
+    let dir = tempfile::tempdir().unwrap();
+    closed_log(dir.path(), 10);
+    let frame = frame_of(dir.path(), 7);
+    edit_file(dir.path(), |bytes| {
+        let at = frame.offset as usize;
+        bytes[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+    });
+    let e = EventLog::open(dir.path()).unwrap_err();
+    assert_eq!(damage(&e).seq, 7, "{e}");
+    assert!(damage(&e).reason.contains("runs past the end"), "{e}");
 }
 
 #[test]
@@ -280,6 +348,21 @@ fn broken_indexes_are_found_by_verify() {
     let log = EventLog::open(dir.path()).unwrap();
     let e = log.verify().unwrap_err();
     assert!(e.to_string().contains("stream index"), "{e}");
+    drop(log);
+
+    // a batch entry that puts its record where another one is
+    let dir = tempfile::tempdir().unwrap();
+    closed_log(dir.path(), 6);
+    let three = frame_of(dir.path(), 3);
+    with_db(dir.path(), |db| {
+        db.insert(layout::batch_key(4), &three.offset.to_be_bytes())
+            .unwrap();
+    });
+    let log = EventLog::open_with(dir.path(), Options { verify_tail: 0 }).unwrap();
+    let e = log.verify().unwrap_err();
+    assert!(e.to_string().contains("batch index"), "{e}");
+    assert_eq!(damage(&log.get(4).unwrap_err()).seq, 4);
+    assert_eq!(log.get(5).unwrap().unwrap().event_id, "e5");
 }
 
 #[test]

@@ -534,7 +534,7 @@ fn a_log_of_a_newer_format_is_refused() {
             e,
             LogError::UnsupportedFormat {
                 found: 9,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),

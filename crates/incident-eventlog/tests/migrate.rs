@@ -1,0 +1,168 @@
+//! A log written by an earlier build (format 1: every record in sled under `r` + seq) is moved
+//! to the record file on open, with everything else it holds; a damaged one is refused and left
+//! as it was; a move that was interrupted starts over.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use incident_eventlog::layout::{self, MAGIC};
+use incident_eventlog::{EventLog, ExpectedVersion, Head, LogError, Record, verify_chain};
+
+/// The records of a log of `n` events, written with this build.
+fn records(n: u64) -> Vec<Record> {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).unwrap();
+    fill(&log, n);
+    all(&log)
+}
+
+/// Writes `records` in `dir` the way a format-1 build did, with a processed id, a cursor and a
+/// snapshot.
+fn write_format_1(dir: &Path, records: &[Record]) {
+    let db = sled::open(dir).unwrap();
+    let mut meta = MAGIC.to_vec();
+    meta.push(layout::LEGACY_LOG_FORMAT);
+    db.insert(layout::META_KEY, meta).unwrap();
+    for r in records {
+        db.insert(layout::record_key(r.seq), layout::encode_record(r).unwrap())
+            .unwrap();
+        db.insert(
+            layout::prefixed(layout::EVENT_ID, r.event_id.as_bytes()),
+            &r.seq.to_be_bytes(),
+        )
+        .unwrap();
+        db.insert(
+            layout::stream_index_key(&r.stream, r.version).unwrap(),
+            &r.seq.to_be_bytes(),
+        )
+        .unwrap();
+    }
+    let head = records.last().map(Head::from).unwrap_or(Head::GENESIS);
+    db.insert(layout::HEAD_KEY, &layout::encode_legacy_head(&head)[..])
+        .unwrap();
+    db.insert(
+        layout::prefixed(layout::PROCESSED, b"msg-1"),
+        &1u64.to_be_bytes(),
+    )
+    .unwrap();
+    db.insert(
+        layout::prefixed(layout::CURSOR, b"relay"),
+        &7u64.to_be_bytes(),
+    )
+    .unwrap();
+    db.open_tree(layout::SNAPSHOT_TREE)
+        .unwrap()
+        .insert("state", layout::encode_snapshot(9, b"{}"))
+        .unwrap();
+    db.flush().unwrap();
+}
+
+#[test]
+fn a_format_1_log_is_moved_to_the_record_file_with_all_it_holds() {
+    // more records than one batch entry covers in a moved log
+    let written = records(600);
+    let dir = tempfile::tempdir().unwrap();
+    write_format_1(dir.path(), &written);
+
+    let log = EventLog::open(dir.path()).unwrap();
+    let head = Head::from(written.last().unwrap());
+    assert_eq!(log.head(), head);
+    assert_eq!(all(&log), written);
+    assert_eq!(log.verify().unwrap(), head);
+    assert_eq!(verify_chain(Head::GENESIS, all(&log)), Ok(head));
+    assert_eq!(log.get(300).unwrap().as_ref(), Some(&written[299]));
+    assert_eq!(log.read_stream("b").count(), 300);
+    assert_eq!(log.seq_of_event("e257").unwrap(), Some(257));
+    assert!(log.is_processed("msg-1").unwrap());
+    assert_eq!(log.cursor("relay").unwrap(), 7);
+    assert_eq!(
+        log.load_snapshot("state").unwrap(),
+        Some((9, b"{}".to_vec()))
+    );
+    // appends go on from where it was
+    log.append(req("a", ExpectedVersion::Exact(300), &["next"]))
+        .unwrap();
+    assert_eq!(log.verify().unwrap().seq, 601);
+    drop(log);
+
+    with_db(dir.path(), |db| {
+        assert_eq!(
+            db.scan_prefix([layout::RECORD]).count(),
+            0,
+            "records left in sled"
+        );
+        let mut meta = MAGIC.to_vec();
+        meta.push(layout::LOG_FORMAT);
+        assert_eq!(db.get(layout::META_KEY).unwrap().unwrap(), meta);
+    });
+    let log = EventLog::open(dir.path()).unwrap();
+    assert_eq!(log.head().seq, 601);
+}
+
+#[test]
+fn an_empty_format_1_log_is_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    write_format_1(dir.path(), &[]);
+    let log = EventLog::open(dir.path()).unwrap();
+    assert_eq!(log.head(), Head::GENESIS);
+    log.append(req("a", ExpectedVersion::NoStream, &["e1"]))
+        .unwrap();
+    assert_eq!(log.verify().unwrap().seq, 1);
+}
+
+#[test]
+fn a_damaged_format_1_log_is_refused_and_left_as_it_was() {
+    let mut written = records(20);
+    written[11].event = b"{\"id\":\"X12\"}".to_vec();
+    let dir = tempfile::tempdir().unwrap();
+    write_format_1(dir.path(), &written);
+    for _ in 0..2 {
+        let e = EventLog::open(dir.path()).unwrap_err();
+        let d = e.damage().unwrap_or_else(|| panic!("{e:?}"));
+        assert_eq!(d.seq, 12, "{e}");
+        assert!(matches!(e, LogError::Damaged(_)));
+    }
+    with_db(dir.path(), |db| {
+        assert_eq!(db.scan_prefix([layout::RECORD]).count(), 20);
+        let mut meta = MAGIC.to_vec();
+        meta.push(layout::LEGACY_LOG_FORMAT);
+        assert_eq!(db.get(layout::META_KEY).unwrap().unwrap(), meta);
+    });
+}
+
+#[test]
+fn an_interrupted_move_starts_over() {
+    let written = records(30);
+    let dir = tempfile::tempdir().unwrap();
+    write_format_1(dir.path(), &written);
+    // what a move that stopped half way left: part of a record file, the marker still at 1
+    std::fs::write(record_file(dir.path()), vec![0x5a; 1000]).unwrap();
+    let log = EventLog::open(dir.path()).unwrap();
+    assert_eq!(all(&log), written);
+    assert_eq!(log.verify().unwrap().seq, 30);
+}
+
+#[test]
+fn records_a_finished_move_left_in_sled_are_removed_on_open() {
+    let written = records(5);
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = EventLog::open(dir.path()).unwrap();
+        fill(&log, 5);
+    }
+    // the move switched the format and stopped before removing these
+    with_db(dir.path(), |db| {
+        for r in &written {
+            db.insert(layout::record_key(r.seq), layout::encode_record(r).unwrap())
+                .unwrap();
+        }
+    });
+    let log = EventLog::open(dir.path()).unwrap();
+    assert_eq!(all(&log), written);
+    drop(log);
+    with_db(dir.path(), |db| {
+        assert_eq!(db.scan_prefix([layout::RECORD]).count(), 0);
+    });
+}
