@@ -89,7 +89,7 @@ impl From<incident_eventlog::LogError> for FoldError {
 
 /// Folds the records after `after` (the state's last record, or [`Head::GENESIS`]) up to the
 /// head into `state`, checking that they continue from it; returns how many it folded. Each
-/// record is read where sled holds it and decoded straight into its event.
+/// record is read from the record file and decoded straight into its event.
 pub(crate) fn fold_after(
     state: &mut Projection,
     log: &EventLog,

@@ -1,6 +1,7 @@
 //! The command processor: the single writer of intake's log. Commands are decided as they
-//! arrive; a batch of decided commands is appended to the log in one sled batch with one fsync
-//! (group commit), and only then applied to the state, announced to watchers and answered.
+//! arrive; a batch of decided commands is appended to the log as one group commit (one synced
+//! write of the record file, one sled batch and flush), and only then applied to the state,
+//! announced to watchers and answered.
 //! Nothing is answered before it is durable.
 //!
 //! Deciding is pipelined with writing: while one batch is being written, the commands arriving

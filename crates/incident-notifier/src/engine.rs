@@ -3,8 +3,9 @@
 //! Work arrives as consumed input events (from the two durable consumers), outcomes of delivery
 //! attempts (from delivery tasks) and timers coming due (retries, page deadlines). Everything
 //! that has queued up is decided together against the state (pure functions in
-//! [`crate::decide`]), appended to the log in one sled batch with one fsync (group commit; each
-//! input's id is recorded as processed in the same batch as what it derived), and only then are
+//! [`crate::decide`]), appended to the log as one group commit (one synced write of the record
+//! file and one sled batch; each input's id is recorded as processed in the same batch as what
+//! it derived), and only then are
 //! inputs acked, the relay woken, timers set and deliveries started. If the write fails, inputs
 //! are redelivered later and the state is folded again from the log.
 //!
