@@ -82,7 +82,13 @@ struct Writer {
     versions: HashMap<String, u64>,
     /// Set when, after a failed write, sled's state could not be read back consistently.
     broken: Option<String>,
+    /// The buffer the frames of a group commit are encoded into, kept between commits so a
+    /// commit neither grows a fresh buffer nor faults in fresh pages.
+    frames: Vec<u8>,
 }
+
+/// A frames buffer larger than this is not kept after its commit.
+const FRAMES_KEEP_MAX: usize = 16 << 20;
 
 /// One group commit being assembled.
 struct Staging {
@@ -185,6 +191,7 @@ impl EventLog {
                     tip,
                     versions: HashMap::new(),
                     broken: None,
+                    frames: Vec::new(),
                 }),
                 published: RwLock::new(tip),
             }),
@@ -545,7 +552,7 @@ impl Inner {
         }
         let mut staging = Staging {
             batch: sled::Batch::default(),
-            frames: Vec::new(),
+            frames: std::mem::take(&mut w.frames),
             head: w.tip.head,
             versions: HashMap::new(),
             ids: HashSet::new(),
@@ -563,6 +570,7 @@ impl Inner {
             results.push(r);
         }
         if !staging.writes {
+            w.frames = staging.frames;
             return results;
         }
         let start = w.tip.end;
@@ -599,6 +607,11 @@ impl Inner {
                 },
             },
         };
+        let mut frames = staging.frames;
+        if frames.capacity() <= FRAMES_KEEP_MAX {
+            frames.clear();
+            w.frames = frames;
+        }
         match failure {
             None => {
                 w.tip = tip;
