@@ -189,24 +189,28 @@ pub fn refuse_if_rebuilding(log_dir: &Path) -> Result<(), RebuildError> {
     Ok(())
 }
 
-/// How many records a (possibly damaged) log still shows: the frames of its record file, and
-/// the records of a format-1 log (in sled) that could not be moved; None when it cannot be
-/// opened.
+/// How many records a (possibly damaged) log still shows: the frames of its record file, or
+/// for a log an earlier build wrote (format 1, not moved because it is damaged) its records in
+/// sled; None when it cannot be opened.
 fn readable_records(log_dir: &Path) -> Option<u64> {
+    use incident_eventlog::layout;
     if !log_dir.exists() {
         return None;
     }
     let db = incident_eventlog::open_db(log_dir).ok()?;
-    let in_sled = db
-        .scan_prefix([incident_eventlog::layout::RECORD])
-        .filter_map(Result::ok)
-        .count() as u64;
-    let in_file = match incident_eventlog::layout::record_frames(log_dir) {
-        Ok(frames) => frames.len() as u64,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-        Err(_) => return None,
-    };
-    Some(in_sled + in_file)
+    let meta = db.get(layout::META_KEY).ok()?;
+    if meta.is_some_and(|m| m.last() == Some(&layout::LEGACY_LOG_FORMAT)) {
+        return Some(
+            db.scan_prefix([layout::RECORD])
+                .filter_map(Result::ok)
+                .count() as u64,
+        );
+    }
+    match layout::record_frames(log_dir) {
+        Ok(frames) => Some(frames.len() as u64),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(0),
+        Err(_) => None,
+    }
 }
 
 /// One connection for the rebuild (no retry loop: a rebuild without NATS fails at once).

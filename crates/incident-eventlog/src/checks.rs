@@ -37,6 +37,22 @@ pub(crate) fn check_meta(db: &sled::Db, path: &Path, create: bool) -> Result<For
             }),
         },
         None if create && db.first().map_err(st)?.is_none() => {
+            // a record file with records but an empty database: the database was lost, and a
+            // new log started here would cut the records off
+            let records = path.join(layout::RECORD_FILE);
+            if let Ok(m) = std::fs::metadata(&records)
+                && m.len() > 0
+            {
+                return Err(LogError::corrupt(
+                    path,
+                    "the log",
+                    format!(
+                        "its record file holds {} bytes, but its sled database is empty (lost?); \
+                         refusing to start a new log over them",
+                        m.len()
+                    ),
+                ));
+            }
             db.insert(META_KEY, layout::meta_value())
                 .map_err(|e| LogError::storage(path, "initializing", e))?;
             db.flush()
@@ -67,9 +83,8 @@ fn last_batch(db: &sled::Db, path: &Path) -> Result<Option<(u64, u64)>, LogError
 }
 
 /// Reads the stored head and checks it against the record file: the file reaches the head's
-/// end, and the last group commit's records end exactly there with the head's record. Bytes
-/// past the head's end are an append that never completed (never acknowledged); they are cut
-/// off.
+/// end, and the last group commit's records (hashes checked) end exactly there with the head's
+/// record. Bytes past the head's end are an append that never completed; opening cuts them off.
 pub(crate) fn load_head(db: &sled::Db, file: &RecordFile, path: &Path) -> Result<Tip, LogError> {
     let damaged = |seq, reason: String| LogError::damaged(path, Damage::new(seq, reason));
     let stored = db
@@ -79,24 +94,28 @@ pub(crate) fn load_head(db: &sled::Db, file: &RecordFile, path: &Path) -> Result
     let file_len = file
         .len()
         .map_err(|e| LogError::storage(path, "reading the record file of", e))?;
-    let cut = |end: u64| -> Result<(), LogError> {
-        if file_len > end {
-            file.truncate(end)
-                .map_err(|e| LogError::storage(path, "cutting the record file of", e))?;
-        }
-        Ok(())
-    };
     let Some(stored) = stored else {
-        return match last {
-            None => {
-                cut(0)?;
-                Ok(Tip::EMPTY)
-            }
-            Some((seq, _)) => Err(damaged(
+        // no head: a new log, or one whose first append stopped before sled took its batch;
+        // with indexed records it is a log whose head was lost
+        if let Some((seq, _)) = last {
+            return Err(damaged(
                 seq,
                 "stored, but the log has no head (its head was lost)".into(),
-            )),
-        };
+            ));
+        }
+        if let Some(kv) = db.scan_prefix([layout::EVENT_ID]).next() {
+            let (k, v) = kv.map_err(|e| LogError::storage(path, "reading", e))?;
+            return Err(LogError::corrupt(
+                path,
+                "the head",
+                format!(
+                    "the log has no head, but its event id index has entries (the first: {} -> {})",
+                    String::from_utf8_lossy(&k[1..]),
+                    hex::encode(&v)
+                ),
+            ));
+        }
+        return Ok(Tip::EMPTY);
     };
     let (head, end) =
         layout::decode_head(&stored).map_err(|r| LogError::corrupt(path, "the head", r))?;
@@ -118,14 +137,13 @@ pub(crate) fn load_head(db: &sled::Db, file: &RecordFile, path: &Path) -> Result
                 "the head of an empty log has a non-zero hash",
             ));
         }
-        cut(0)?;
         return Ok(tip);
     };
     if first > head.seq {
         return Err(damaged(
-            head.seq + 1,
+            first,
             format!(
-                "stored past the head, which says the log ends at record {}",
+                "indexed as the first of a group commit, but past the head, which says the log ends at record {}",
                 head.seq
             ),
         ));
@@ -144,7 +162,7 @@ pub(crate) fn load_head(db: &sled::Db, file: &RecordFile, path: &Path) -> Result
         path,
         end,
     };
-    let mut records = Records::new(src, first, head.seq, None, false);
+    let mut records = Records::new(src, first, head.seq, None, true);
     let mut last_hash = None;
     while records.remaining() {
         last_hash = Some(records.step_with(|r| r.hash)?);
@@ -155,16 +173,14 @@ pub(crate) fn load_head(db: &sled::Db, file: &RecordFile, path: &Path) -> Result
             "its hash does not match the log's head".into(),
         ));
     }
-    if records.position() != Some(end) {
+    if let Some(pos) = records.position()
+        && pos != end
+    {
         return Err(damaged(
-            head.seq + 1,
-            format!(
-                "stored past the head: bytes follow record {} before the log's end at byte {end}",
-                head.seq
-            ),
+            head.seq,
+            format!("it ends at byte {pos}, but the log's head says the records end at byte {end}"),
         ));
     }
-    cut(end)?;
     Ok(tip)
 }
 

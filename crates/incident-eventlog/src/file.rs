@@ -8,7 +8,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::error::LogError;
-use crate::layout::{FRAME_HEADER_LEN, RECORD_FILE};
+use crate::layout::{FRAME_HEADER_LEN, MAX_RECORD_LEN, RECORD_FILE};
 
 /// The open record file of one log.
 pub(crate) struct RecordFile {
@@ -20,7 +20,6 @@ impl RecordFile {
     /// is synced, so the file itself survives a crash.
     pub(crate) fn open(dir: &Path) -> Result<Self, LogError> {
         let path = dir.join(RECORD_FILE);
-        let existed = path.exists();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -28,11 +27,11 @@ impl RecordFile {
             .truncate(false)
             .open(&path)
             .map_err(|e| LogError::storage(dir, "opening the record file of", e))?;
-        if !existed {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| LogError::storage(dir, "syncing the folder of", e))?;
-        }
+        // on every open, not only on creation: a process killed between creating the file and
+        // syncing its folder leaves a file whose name a power loss could still take away
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| LogError::storage(dir, "syncing the folder of", e))?;
         Ok(RecordFile { file })
     }
 
@@ -56,6 +55,10 @@ impl RecordFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         self.file.read_at(buf, offset)
     }
+
+    pub(crate) fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
 }
 
 /// What stops a [`FrameReader`].
@@ -65,8 +68,13 @@ pub(crate) enum FrameError {
     Truncated {
         at: u64,
     },
-    /// A frame's length runs past the log's end.
+    /// A frame's length runs past the log's end (`None`: not even the length fits).
     Overrun {
+        at: u64,
+        len: Option<u32>,
+    },
+    /// A frame's length is larger than any record can be.
+    TooLong {
         at: u64,
         len: u32,
     },
@@ -141,12 +149,15 @@ impl<'a> FrameReader<'a> {
         }
         let header = FRAME_HEADER_LEN as u64;
         if self.end - at < header {
-            return Err(FrameError::Overrun { at, len: 0 });
+            return Err(FrameError::Overrun { at, len: None });
         }
         let head = self.bytes(at, FRAME_HEADER_LEN)?;
         let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        if len as usize > MAX_RECORD_LEN {
+            return Err(FrameError::TooLong { at, len });
+        }
         if self.end - at - header < u64::from(len) {
-            return Err(FrameError::Overrun { at, len });
+            return Err(FrameError::Overrun { at, len: Some(len) });
         }
         self.pos = at + header + u64::from(len);
         let value = self.bytes(at + header, len as usize)?;
@@ -191,7 +202,10 @@ mod tests {
         assert!(matches!(r.next_frame(), Ok(Some(_))));
         assert!(matches!(
             r.next_frame(),
-            Err(FrameError::Overrun { at: 5, len: 1001 })
+            Err(FrameError::Overrun {
+                at: 5,
+                len: Some(1001)
+            })
         ));
         file.truncate(end - 5).unwrap();
         let mut r = FrameReader::new(&file, 0, end);

@@ -106,17 +106,24 @@ impl<'a> Records<'a> {
         let entry = self
             .src
             .db
-            .range(..=layout::batch_key(start))
+            .range(layout::batch_key(1)..=layout::batch_key(start))
             .next_back()
             .transpose()
             .map_err(|e| LogError::storage(path, "reading", e))?;
-        let (first, offset) = entry
-            .and_then(|(k, v)| Some((layout::batch_key_seq(&k)?, layout::be_u64(&v)?)))
+        let Some((key, value)) = entry else {
+            return Err(LogError::corrupt(
+                path,
+                "the batch index",
+                format!("it has no entry at or before record {start}"),
+            ));
+        };
+        let (first, offset) = layout::batch_key_seq(&key)
+            .zip(layout::be_u64(&value))
             .ok_or_else(|| {
                 LogError::corrupt(
                     path,
                     "the batch index",
-                    format!("it has no entry at or before record {start}"),
+                    format!("the entry under {} cannot be read", hex::encode(&key)),
                 )
             })?;
         let mut reader = FrameReader::new(self.src.file, offset, self.src.end);
@@ -197,9 +204,16 @@ fn frame_error(src: Source<'_>, seq: u64, e: FrameError) -> LogError {
             "missing: the record file ends before byte {}, where the log ends",
             src.end.max(at)
         )),
-        FrameError::Overrun { at, len } => damaged(format!(
+        FrameError::Overrun { at, len: Some(len) } => damaged(format!(
             "its frame at byte {at} ({len} bytes) runs past the end of the log at byte {}",
             src.end
+        )),
+        FrameError::Overrun { at, len: None } => damaged(format!(
+            "its frame at byte {at} is cut short by the end of the log at byte {}",
+            src.end
+        )),
+        FrameError::TooLong { at, len } => damaged(format!(
+            "its frame at byte {at} says it is {len} bytes long, more than any record can be"
         )),
         FrameError::Io(e) => LogError::storage(src.path, "reading the record file of", e),
     }

@@ -12,7 +12,7 @@
 //! |---|---|
 //! | `m` | [`MAGIC`] then the log format byte ([`LOG_FORMAT`]) |
 //! | `h` | head: format byte 2, seq u64, hash 32 bytes, end of the record file u64 (49 bytes) |
-//! | `b` seq | byte offset in the record file of record seq, the first of a group commit |
+//! | `b` seq | byte offset in the record file of record seq, the first of a group commit (in a log moved from format 1: of every 256th record) |
 //! | `e` event id | seq u64 of the record holding that event |
 //! | `v` len u16, stream, version u64 | seq u64 of that version of the stream |
 //! | `p` input id | seq u64 of the head when the input was recorded as processed |
@@ -105,6 +105,9 @@ pub const LEGACY_HEAD_LEN: usize = 1 + 8 + 32;
 pub const SNAPSHOT_FORMAT: u8 = 1;
 /// Longest stream name or event id, in bytes.
 pub const MAX_NAME_LEN: usize = u16::MAX as usize;
+/// Longest record value, in bytes (an event is refused before it gets near this; a frame that
+/// says it is longer is damage).
+pub const MAX_RECORD_LEN: usize = 64 << 20;
 
 /// `prefix` followed by `rest`.
 pub fn prefixed(prefix: u8, rest: &[u8]) -> Vec<u8> {
@@ -170,7 +173,7 @@ pub fn stream_index_key(stream: &str, version: u64) -> Option<Vec<u8>> {
 
 /// Appends the frame of a format-1 record (its length, then its value) to `out`. `None`, with
 /// `out` unchanged, when the stream or event id is longer than [`MAX_NAME_LEN`] or the value
-/// longer than `u32::MAX` bytes.
+/// longer than [`MAX_RECORD_LEN`].
 #[allow(clippy::too_many_arguments)]
 pub fn encode_frame(
     out: &mut Vec<u8>,
@@ -185,6 +188,9 @@ pub fn encode_frame(
     let stream_len = u16::try_from(stream.len()).ok()?;
     let id_len = u16::try_from(event_id.len()).ok()?;
     let len = RECORD_HEADER_LEN + stream.len() + event_id.len() + event.len();
+    if len > MAX_RECORD_LEN {
+        return None;
+    }
     let frame_len = u32::try_from(len).ok()?;
     out.reserve(FRAME_HEADER_LEN + len);
     out.extend_from_slice(&frame_len.to_be_bytes());
@@ -425,27 +431,36 @@ impl FrameSpan {
     }
 }
 
-/// The frames of the record file in the log folder `dir`, read as they are (nothing checked;
-/// an incomplete last frame is left out): for tools that need to find a record on disk.
+/// The frames of the record file in the log folder `dir`, read as they are (nothing checked,
+/// the head not consulted; an incomplete last frame is left out): for tools that need to find
+/// a record on disk. Reads each frame's length and seq and skips the rest.
 pub fn record_frames(dir: &std::path::Path) -> std::io::Result<Vec<FrameSpan>> {
-    let bytes = std::fs::read(dir.join(RECORD_FILE))?;
+    use std::io::{BufReader, Read};
+    let file = std::fs::File::open(dir.join(RECORD_FILE))?;
+    let file_len = file.metadata()?.len();
+    let mut file = BufReader::with_capacity(256 * 1024, file);
     let mut spans = Vec::new();
-    let mut at = 0usize;
-    while let Some(len) = bytes
-        .get(at..at + FRAME_HEADER_LEN)
-        .and_then(|b| <[u8; 4]>::try_from(b).ok())
-        .map(u32::from_be_bytes)
-    {
-        let start = at + FRAME_HEADER_LEN;
-        let Some(value) = bytes.get(start..start + len as usize) else {
+    let mut at = 0u64;
+    let mut head = [0u8; FRAME_HEADER_LEN + 9];
+    while at + FRAME_HEADER_LEN as u64 <= file_len {
+        file.read_exact(&mut head[..FRAME_HEADER_LEN])?;
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        let next = at + FRAME_HEADER_LEN as u64 + u64::from(len);
+        if next > file_len {
             break;
-        };
+        }
+        let seq_len = (len as usize).min(9);
+        file.read_exact(&mut head[FRAME_HEADER_LEN..FRAME_HEADER_LEN + seq_len])?;
+        file.seek_relative(i64::from(len) - seq_len as i64)?;
         spans.push(FrameSpan {
-            offset: at as u64,
+            offset: at,
             len,
-            seq: value.get(1..9).and_then(be_u64),
+            seq: head[FRAME_HEADER_LEN + 1..FRAME_HEADER_LEN + seq_len]
+                .try_into()
+                .ok()
+                .map(u64::from_be_bytes),
         });
-        at = start + len as usize;
+        at = next;
     }
     Ok(spans)
 }
@@ -553,8 +568,7 @@ mod tests {
     #[test]
     fn frames_hold_the_record_value_after_its_length() {
         let r = sample();
-        let mut file = b"junk".to_vec();
-        file.clear();
+        let mut file = Vec::new();
         encode_frame(
             &mut file,
             r.seq,

@@ -4,9 +4,10 @@
 //!
 //! Appends are serialized by one mutex (the writer). The writer keeps the head, the end of the
 //! record file and a cache of stream versions equal to what sled holds; after a failed write or
-//! flush it re-reads them. Readers see records up to the published head, which moves only after
-//! the frames are synced and sled's batch is written and flushed, so a reader never sees a
-//! record that is not yet durable.
+//! flush it re-reads them. Readers see records up to the published head, which moves after the
+//! frames are synced and sled's batch is written and flushed; after a failed flush it moves to
+//! what sled then holds (records whose frames are synced but whose sled batch may not be
+//! durable yet: the caller was told the append failed, and a later flush makes them durable).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -152,6 +153,30 @@ fn remove_legacy(db: &sled::Db, path: &Path) -> Result<(), LogError> {
     Ok(())
 }
 
+/// Cuts the bytes past the head's end off the record file: an append that wrote its frames and
+/// stopped before sled took its batch, so it was never answered. They are kept beside the log
+/// first (`records.unfinished-<end>`), for whoever wants to look at them.
+fn cut_unfinished_append(file: &RecordFile, path: &Path, end: u64) -> Result<(), LogError> {
+    let len = file
+        .len()
+        .map_err(|e| LogError::storage(path, "reading the record file of", e))?;
+    if len <= end {
+        return Ok(());
+    }
+    let aside = path.join(format!("{}.unfinished-{end}", layout::RECORD_FILE));
+    let mut tail = vec![0u8; usize::try_from(len - end).unwrap_or(usize::MAX)];
+    file.read_exact_at(&mut tail, end)
+        .and_then(|()| std::fs::write(&aside, &tail))
+        .and_then(|()| file.truncate(end))
+        .map_err(|e| {
+            LogError::storage(
+                path,
+                "cutting an unfinished append off the record file of",
+                e,
+            )
+        })
+}
+
 impl EventLog {
     /// Opens (or creates) the log in the folder `path` with [`Options::default`].
     pub fn open(path: &Path) -> Result<Self, LogError> {
@@ -162,11 +187,13 @@ impl EventLog {
     /// stored head matches the last record, and re-verifies the last `opts.verify_tail` records.
     pub fn open_with(path: &Path, opts: Options) -> Result<Self, LogError> {
         let db = open_db(path)?;
+        let format = check_meta(&db, path, true)?;
         let file = RecordFile::open(path)?;
-        if check_meta(&db, path, true)? == Format::Legacy {
+        if format == Format::Legacy {
             crate::migrate::records_to_file(&db, &file, path)?;
         }
         let tip = load_head(&db, &file, path)?;
+        cut_unfinished_append(&file, path, tip.end)?;
         verify_tail(
             Source {
                 db: &db,
@@ -200,8 +227,9 @@ impl EventLog {
 
     /// Appends many requests as one group commit. Each request is checked on its own (a
     /// conflict in one fails only that one); requests for the same stream see the effect of
-    /// earlier ones in the batch. All accepted requests are written in one atomic sled batch and
-    /// flushed once before this returns. Results are in request order.
+    /// earlier ones in the batch. The records of all accepted requests are written to the record
+    /// file in one write and synced, then their index entries and the new head in one atomic
+    /// sled batch, flushed once, before this returns. Results are in request order.
     pub fn append_batch(&self, reqs: Vec<AppendRequest>) -> Vec<Result<Appended, AppendError>> {
         self.inner.append_batch(reqs)
     }

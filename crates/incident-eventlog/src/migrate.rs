@@ -17,11 +17,21 @@ const RECORDS_PER_ENTRY: u64 = 256;
 /// Bytes of frames written to the file at a time.
 const WRITE_CHUNK: usize = 4 << 20;
 
+/// Moves the records; on any failure the record file is emptied again, so a refused log is left
+/// as it was.
 pub(crate) fn records_to_file(
     db: &sled::Db,
     file: &RecordFile,
     path: &Path,
 ) -> Result<(), LogError> {
+    let moved = copy_and_switch(db, file, path);
+    if moved.is_err() {
+        let _ = file.truncate(0);
+    }
+    moved
+}
+
+fn copy_and_switch(db: &sled::Db, file: &RecordFile, path: &Path) -> Result<(), LogError> {
     let st = |doing: &'static str| move |e: sled::Error| LogError::storage(path, doing, e);
     let io = |e: std::io::Error| LogError::storage(path, "writing the record file of", e);
     let damaged = |d: Damage| LogError::damaged(path, d);

@@ -140,6 +140,9 @@ fn bytes_past_the_head_are_an_unfinished_append_and_are_cut_off() {
         std::fs::metadata(record_file(dir.path())).unwrap().len(),
         len
     );
+    // kept beside the log, for whoever wants to look
+    let aside = dir.path().join(format!("records.unfinished-{len}"));
+    assert_eq!(std::fs::read(aside).unwrap(), vec![0xab; 300]);
     log.append(req("a", incident_eventlog::ExpectedVersion::Any, &["e6"]))
         .unwrap();
     assert_eq!(log.verify().unwrap().seq, 6);
@@ -166,6 +169,56 @@ fn a_batch_entry_past_the_head_is_found() {
     let e = EventLog::open(dir.path()).unwrap_err();
     assert_eq!(damage(&e).seq, 3, "{e}");
     assert!(damage(&e).reason.contains("past the head"), "{e}");
+
+    // an entry far past it is named as itself
+    let dir = tempfile::tempdir().unwrap();
+    closed_log(dir.path(), 3);
+    with_db(dir.path(), |db| {
+        db.insert(layout::batch_key(50), &0u64.to_be_bytes())
+            .unwrap();
+    });
+    let e = EventLog::open(dir.path()).unwrap_err();
+    assert_eq!(damage(&e).seq, 50, "{e}");
+}
+
+#[test]
+fn a_lost_database_beside_a_record_file_is_refused_not_started_over() {
+    let dir = tempfile::tempdir().unwrap();
+    closed_log(dir.path(), 6);
+    let len = std::fs::metadata(record_file(dir.path())).unwrap().len();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path != record_file(dir.path()) {
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).unwrap();
+            } else {
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
+    }
+    for _ in 0..2 {
+        let e = EventLog::open(dir.path()).unwrap_err();
+        assert!(matches!(e, LogError::Corrupt { .. }), "{e:?}");
+        assert!(e.to_string().contains("database is empty"), "{e}");
+        assert_eq!(
+            std::fs::metadata(record_file(dir.path())).unwrap().len(),
+            len,
+            "the records are kept"
+        );
+    }
+}
+
+#[test]
+fn a_damaged_length_of_the_last_record_names_that_record() {
+    let dir = tempfile::tempdir().unwrap();
+    closed_log(dir.path(), 6);
+    let frame = frame_of(dir.path(), 6);
+    edit_file(dir.path(), |bytes| {
+        let at = frame.offset as usize;
+        bytes[at..at + 4].copy_from_slice(&(frame.len - 3).to_be_bytes());
+    });
+    let e = EventLog::open(dir.path()).unwrap_err();
+    assert_eq!(damage(&e).seq, 6, "{e}");
 }
 
 #[test]
@@ -277,6 +330,20 @@ fn garbage_values_are_damage_not_panics() {
     });
     let e = EventLog::open(dir.path()).unwrap_err();
     assert_eq!(damage(&e).seq, 7, "{e}");
+    assert!(
+        damage(&e).reason.contains("more than any record can be"),
+        "{e}"
+    );
+    // and one within the limit, but past the end
+    let dir = tempfile::tempdir().unwrap();
+    closed_log(dir.path(), 10);
+    let frame = frame_of(dir.path(), 7);
+    edit_file(dir.path(), |bytes| {
+        let at = frame.offset as usize;
+        bytes[at..at + 4].copy_from_slice(&100_000u32.to_be_bytes());
+    });
+    let e = EventLog::open(dir.path()).unwrap_err();
+    assert_eq!(damage(&e).seq, 7, "{e}");
     assert!(damage(&e).reason.contains("runs past the end"), "{e}");
 }
 
@@ -363,6 +430,23 @@ fn broken_indexes_are_found_by_verify() {
     assert!(e.to_string().contains("batch index"), "{e}");
     assert_eq!(damage(&log.get(4).unwrap_err()).seq, 4);
     assert_eq!(log.get(5).unwrap().unwrap().event_id, "e5");
+    drop(log);
+
+    // a batch entry that cannot be read
+    let dir = tempfile::tempdir().unwrap();
+    closed_log(dir.path(), 6);
+    with_db(dir.path(), |db| {
+        db.insert(layout::batch_key(3), b"bad").unwrap();
+    });
+    let log = EventLog::open_with(dir.path(), Options { verify_tail: 0 }).unwrap();
+    let e = log.get(3).unwrap_err();
+    assert!(e.to_string().contains("cannot be read"), "{e}");
+    assert!(
+        log.verify()
+            .unwrap_err()
+            .to_string()
+            .contains("cannot be read")
+    );
 }
 
 #[test]

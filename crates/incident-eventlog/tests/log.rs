@@ -517,6 +517,8 @@ fn a_folder_holding_another_database_is_refused() {
         Err(LogError::NotALog { path, .. }) => assert_eq!(path, dir.path()),
         other => panic!("expected NotALog, got {other:?}"),
     }
+    // and nothing of a log was left in it
+    assert!(!record_file(dir.path()).exists());
 }
 
 #[test]

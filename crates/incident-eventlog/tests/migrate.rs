@@ -130,6 +130,29 @@ fn a_damaged_format_1_log_is_refused_and_left_as_it_was() {
         meta.push(layout::LEGACY_LOG_FORMAT);
         assert_eq!(db.get(layout::META_KEY).unwrap().unwrap(), meta);
     });
+    assert_eq!(std::fs::metadata(record_file(dir.path())).unwrap().len(), 0);
+}
+
+#[test]
+fn a_format_1_log_whose_head_disagrees_is_refused_with_nothing_copied() {
+    let written = records(20);
+    let dir = tempfile::tempdir().unwrap();
+    write_format_1(dir.path(), &written);
+    with_db(dir.path(), |db| {
+        let forged = Head {
+            seq: 20,
+            hash: [7; 32],
+        };
+        db.insert(layout::HEAD_KEY, &layout::encode_legacy_head(&forged)[..])
+            .unwrap();
+    });
+    let e = EventLog::open(dir.path()).unwrap_err();
+    assert_eq!(e.damage().map(|d| d.seq), Some(20), "{e}");
+    // every record was readable, but none stays copied beside the refused log
+    assert_eq!(std::fs::metadata(record_file(dir.path())).unwrap().len(), 0);
+    with_db(dir.path(), |db| {
+        assert_eq!(db.scan_prefix([layout::RECORD]).count(), 20);
+    });
 }
 
 #[test]
