@@ -199,7 +199,9 @@ fn readable_records(log_dir: &Path) -> Option<u64> {
     }
     let db = incident_eventlog::open_db(log_dir).ok()?;
     let meta = db.get(layout::META_KEY).ok()?;
-    if meta.is_some_and(|m| m.last() == Some(&layout::LEGACY_LOG_FORMAT)) {
+    let legacy = meta
+        .is_some_and(|m| m.strip_prefix(layout::MAGIC) == Some(&[layout::LEGACY_LOG_FORMAT][..]));
+    if legacy {
         return Some(
             db.scan_prefix([layout::RECORD])
                 .filter_map(Result::ok)

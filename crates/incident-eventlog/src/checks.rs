@@ -40,16 +40,18 @@ pub(crate) fn check_meta(db: &sled::Db, path: &Path, create: bool) -> Result<For
             // a record file with records but an empty database: the database was lost, and a
             // new log started here would cut the records off
             let records = path.join(layout::RECORD_FILE);
-            if let Ok(m) = std::fs::metadata(&records)
-                && m.len() > 0
-            {
+            let held = match std::fs::metadata(&records) {
+                Ok(m) => m.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+                Err(e) => return Err(LogError::storage(path, "reading the record file of", e)),
+            };
+            if held > 0 {
                 return Err(LogError::corrupt(
                     path,
                     "the log",
                     format!(
-                        "its record file holds {} bytes, but its sled database is empty (lost?); \
-                         refusing to start a new log over them",
-                        m.len()
+                        "its record file holds {held} bytes, but its sled database is empty (lost?); \
+                         refusing to start a new log over them"
                     ),
                 ));
             }
@@ -103,17 +105,22 @@ pub(crate) fn load_head(db: &sled::Db, file: &RecordFile, path: &Path) -> Result
                 "stored, but the log has no head (its head was lost)".into(),
             ));
         }
-        if let Some(kv) = db.scan_prefix([layout::EVENT_ID]).next() {
-            let (k, v) = kv.map_err(|e| LogError::storage(path, "reading", e))?;
-            return Err(LogError::corrupt(
-                path,
-                "the head",
-                format!(
-                    "the log has no head, but its event id index has entries (the first: {} -> {})",
-                    String::from_utf8_lossy(&k[1..]),
-                    hex::encode(&v)
-                ),
-            ));
+        for (prefix, what) in [
+            (layout::EVENT_ID, "event id index"),
+            (layout::STREAM_INDEX, "stream index"),
+            (layout::PROCESSED, "processed input ids"),
+        ] {
+            if let Some(kv) = db.scan_prefix([prefix]).next() {
+                let (k, _) = kv.map_err(|e| LogError::storage(path, "reading", e))?;
+                return Err(LogError::corrupt(
+                    path,
+                    "the head",
+                    format!(
+                        "the log has no head, but its {what} has entries (the first under {})",
+                        hex::encode(&k)
+                    ),
+                ));
+            }
         }
         return Ok(Tip::EMPTY);
     };

@@ -105,8 +105,8 @@ pub const LEGACY_HEAD_LEN: usize = 1 + 8 + 32;
 pub const SNAPSHOT_FORMAT: u8 = 1;
 /// Longest stream name or event id, in bytes.
 pub const MAX_NAME_LEN: usize = u16::MAX as usize;
-/// Longest record value, in bytes (an event is refused before it gets near this; a frame that
-/// says it is longer is damage).
+/// Longest record value, in bytes: an append of a longer event is refused, and a frame that
+/// says it is longer is damage. (The services refuse inputs far smaller: 512 KB over HTTP.)
 pub const MAX_RECORD_LEN: usize = 64 << 20;
 
 /// `prefix` followed by `rest`.
@@ -455,10 +455,9 @@ pub fn record_frames(dir: &std::path::Path) -> std::io::Result<Vec<FrameSpan>> {
         spans.push(FrameSpan {
             offset: at,
             len,
-            seq: head[FRAME_HEADER_LEN + 1..FRAME_HEADER_LEN + seq_len]
-                .try_into()
-                .ok()
-                .map(u64::from_be_bytes),
+            seq: head
+                .get(FRAME_HEADER_LEN + 1..FRAME_HEADER_LEN + seq_len)
+                .and_then(be_u64),
         });
         at = next;
     }
@@ -605,6 +604,11 @@ mod tests {
             }]
         );
         assert_eq!(spans[0].value_offset(), 4);
+        // zeroed bytes read as empty frames, with no seq
+        std::fs::write(dir.path().join(RECORD_FILE), [0u8; 10]).unwrap();
+        let spans = record_frames(dir.path()).unwrap();
+        assert_eq!(spans.len(), 2);
+        assert!(spans.iter().all(|s| s.len == 0 && s.seq.is_none()));
         assert!(batch_key(3) < batch_key(256));
         assert_eq!(batch_key_seq(&batch_key(9)), Some(9));
         assert_eq!(batch_key_seq(&record_key(9)), None);

@@ -89,7 +89,7 @@ struct Writer {
 }
 
 /// A frames buffer larger than this is not kept after its commit.
-const FRAMES_KEEP_MAX: usize = 16 << 20;
+const FRAMES_KEEP_MAX: usize = 4 << 20;
 
 /// One group commit being assembled.
 struct Staging {
@@ -154,8 +154,9 @@ fn remove_legacy(db: &sled::Db, path: &Path) -> Result<(), LogError> {
 }
 
 /// Cuts the bytes past the head's end off the record file: an append that wrote its frames and
-/// stopped before sled took its batch, so it was never answered. They are kept beside the log
-/// first (`records.unfinished-<end>`), for whoever wants to look at them.
+/// stopped before sled took its batch, so it was never answered. They are first copied, and
+/// synced, beside the log (`records.unfinished-<end>-<length>[-n]`, never overwritten), for
+/// whoever wants to look at them.
 fn cut_unfinished_append(file: &RecordFile, path: &Path, end: u64) -> Result<(), LogError> {
     let len = file
         .len()
@@ -163,18 +164,53 @@ fn cut_unfinished_append(file: &RecordFile, path: &Path, end: u64) -> Result<(),
     if len <= end {
         return Ok(());
     }
-    let aside = path.join(format!("{}.unfinished-{end}", layout::RECORD_FILE));
-    let mut tail = vec![0u8; usize::try_from(len - end).unwrap_or(usize::MAX)];
-    file.read_exact_at(&mut tail, end)
-        .and_then(|()| std::fs::write(&aside, &tail))
-        .and_then(|()| file.truncate(end))
-        .map_err(|e| {
-            LogError::storage(
-                path,
-                "cutting an unfinished append off the record file of",
-                e,
-            )
-        })
+    let name = format!("{}.unfinished-{end}-{}", layout::RECORD_FILE, len - end);
+    let mut aside = path.join(&name);
+    let mut n = 0;
+    let copy = loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&aside)
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => {
+                n += 1;
+                aside = path.join(format!("{name}-{n}"));
+            }
+            other => break other,
+        }
+    };
+    let failed = |e: std::io::Error| {
+        LogError::storage(
+            path,
+            &format!(
+                "keeping an unfinished append at {} before cutting it off the record file of",
+                aside.display()
+            ),
+            e,
+        )
+    };
+    let mut copy = copy.map_err(failed)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = end;
+    while at < len {
+        let n = usize::try_from(len - at)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        file.read_exact_at(&mut buf[..n], at).map_err(failed)?;
+        std::io::Write::write_all(&mut copy, &buf[..n]).map_err(failed)?;
+        at += n as u64;
+    }
+    copy.sync_all()
+        .and_then(|()| std::fs::File::open(path)?.sync_all())
+        .map_err(failed)?;
+    file.truncate(end).map_err(|e| {
+        LogError::storage(
+            path,
+            "cutting an unfinished append off the record file of",
+            e,
+        )
+    })
 }
 
 impl EventLog {
@@ -193,7 +229,6 @@ impl EventLog {
             crate::migrate::records_to_file(&db, &file, path)?;
         }
         let tip = load_head(&db, &file, path)?;
-        cut_unfinished_append(&file, path, tip.end)?;
         verify_tail(
             Source {
                 db: &db,
@@ -204,6 +239,8 @@ impl EventLog {
             tip.head,
             opts.verify_tail,
         )?;
+        // only once the log is known to be sound: a refused log is left as it was
+        cut_unfinished_append(&file, path, tip.end)?;
         let snapshots = db
             .open_tree(layout::SNAPSHOT_TREE)
             .map_err(|e| LogError::storage(path, "opening the snapshots of", e))?;

@@ -17,21 +17,34 @@ const RECORDS_PER_ENTRY: u64 = 256;
 /// Bytes of frames written to the file at a time.
 const WRITE_CHUNK: usize = 4 << 20;
 
-/// Moves the records; on any failure the record file is emptied again, so a refused log is left
-/// as it was.
+/// Moves the records. When the copy fails (damage, a write error), the record file is emptied
+/// again, so a refused log is left as it was. Once sled has taken the switch the file is the
+/// log's, even if the flush that follows fails (sled may still write the switch out).
 pub(crate) fn records_to_file(
     db: &sled::Db,
     file: &RecordFile,
     path: &Path,
 ) -> Result<(), LogError> {
-    let moved = copy_and_switch(db, file, path);
-    if moved.is_err() {
+    let switch = match copy(db, file, path) {
+        Ok(switch) => switch,
+        Err(e) => {
+            let _ = file.truncate(0);
+            return Err(e);
+        }
+    };
+    db.apply_batch(switch).map_err(|e| {
         let _ = file.truncate(0);
-    }
-    moved
+        LogError::storage(path, "writing to", e)
+    })?;
+    db.flush()
+        .map_err(|e| LogError::storage(path, "flushing", e))?;
+    // the `r` keys are removed with the other leftovers of earlier builds, right after this
+    Ok(())
 }
 
-fn copy_and_switch(db: &sled::Db, file: &RecordFile, path: &Path) -> Result<(), LogError> {
+/// Copies the records to the file, verified, and syncs it; answers the batch that switches the
+/// log over (batch index, head, format marker).
+fn copy(db: &sled::Db, file: &RecordFile, path: &Path) -> Result<sled::Batch, LogError> {
     let st = |doing: &'static str| move |e: sled::Error| LogError::storage(path, doing, e);
     let io = |e: std::io::Error| LogError::storage(path, "writing the record file of", e);
     let damaged = |d: Damage| LogError::damaged(path, d);
@@ -60,6 +73,16 @@ fn copy_and_switch(db: &sled::Db, file: &RecordFile, path: &Path) -> Result<(), 
             return Err(damaged(Damage::new(
                 expected,
                 format!("missing (the next record stored is {seq})"),
+            )));
+        }
+        if v.len() > layout::MAX_RECORD_LEN {
+            return Err(damaged(Damage::new(
+                seq,
+                format!(
+                    "{} bytes long, more than a record can be ({})",
+                    v.len(),
+                    layout::MAX_RECORD_LEN
+                ),
             )));
         }
         let rec = layout::decode_record_ref(seq, &v).map_err(damaged)?;
@@ -106,8 +129,5 @@ fn copy_and_switch(db: &sled::Db, file: &RecordFile, path: &Path) -> Result<(), 
     debug_assert!(prev.seq > 0 || prev.hash == GENESIS);
     batch.insert(HEAD_KEY, &layout::encode_head(&head, written)[..]);
     batch.insert(META_KEY, layout::meta_value());
-    db.apply_batch(batch).map_err(st("writing to"))?;
-    db.flush().map_err(st("flushing"))?;
-    // the `r` keys are removed with the other leftovers of earlier builds, right after this
-    Ok(())
+    Ok(batch)
 }

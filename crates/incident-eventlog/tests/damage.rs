@@ -141,12 +141,39 @@ fn bytes_past_the_head_are_an_unfinished_append_and_are_cut_off() {
         len
     );
     // kept beside the log, for whoever wants to look
-    let aside = dir.path().join(format!("records.unfinished-{len}"));
+    let aside = dir.path().join(format!("records.unfinished-{len}-300"));
     assert_eq!(std::fs::read(aside).unwrap(), vec![0xab; 300]);
     log.append(req("a", incident_eventlog::ExpectedVersion::Any, &["e6"]))
         .unwrap();
     assert_eq!(log.verify().unwrap().seq, 6);
     assert_eq!(all(&log).len(), 6);
+    drop(log);
+
+    // another one cut at the same place is kept too, not written over the first
+    let len = std::fs::metadata(record_file(dir.path())).unwrap().len();
+    edit_file(dir.path(), |bytes| bytes.extend_from_slice(&[0xcd; 10]));
+    drop(EventLog::open(dir.path()).unwrap());
+    edit_file(dir.path(), |bytes| bytes.extend_from_slice(&[0xef; 10]));
+    drop(EventLog::open(dir.path()).unwrap());
+    let first = dir.path().join(format!("records.unfinished-{len}-10"));
+    let second = dir.path().join(format!("records.unfinished-{len}-10-1"));
+    assert_eq!(std::fs::read(first).unwrap(), vec![0xcd; 10]);
+    assert_eq!(std::fs::read(second).unwrap(), vec![0xef; 10]);
+}
+
+#[test]
+fn a_damaged_log_is_refused_with_its_unfinished_append_left_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    closed_log(dir.path(), 10);
+    tamper_event(dir.path(), 8, b"{\"id\":\"X8\"}");
+    edit_file(dir.path(), |bytes| bytes.extend_from_slice(&[0xab; 300]));
+    let len = std::fs::metadata(record_file(dir.path())).unwrap().len();
+    let e = EventLog::open(dir.path()).unwrap_err();
+    assert_eq!(damage(&e).seq, 8);
+    assert_eq!(
+        std::fs::metadata(record_file(dir.path())).unwrap().len(),
+        len
+    );
 }
 
 #[test]
@@ -206,6 +233,51 @@ fn a_lost_database_beside_a_record_file_is_refused_not_started_over() {
             "the records are kept"
         );
     }
+}
+
+#[test]
+fn a_lost_head_with_indexes_left_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    closed_log(dir.path(), 4);
+    with_db(dir.path(), |db| {
+        db.remove(layout::HEAD_KEY).unwrap();
+        for k in db.scan_prefix([layout::BATCH]).keys() {
+            db.remove(k.unwrap()).unwrap();
+        }
+    });
+    let e = EventLog::open(dir.path()).unwrap_err();
+    assert!(matches!(e, LogError::Corrupt { .. }), "{e:?}");
+    assert!(e.to_string().contains("has no head"), "{e}");
+    assert_eq!(
+        layout::record_frames(dir.path()).unwrap().len(),
+        4,
+        "the records are kept"
+    );
+}
+
+#[test]
+fn a_damaged_length_in_the_last_group_commit_names_its_record() {
+    // records 5 and 6 written in one group commit; record 5's length made 3 bytes short: its
+    // event reads 3 bytes short (its hash gives it away) and record 6 is read from 3 bytes early
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = EventLog::open(dir.path()).unwrap();
+        fill(&log, 4);
+        log.append(req(
+            "c",
+            incident_eventlog::ExpectedVersion::NoStream,
+            &["e5", "e6"],
+        ))
+        .unwrap();
+    }
+    let frame = frame_of(dir.path(), 5);
+    edit_file(dir.path(), |bytes| {
+        let at = frame.offset as usize;
+        bytes[at..at + 4].copy_from_slice(&(frame.len - 3).to_be_bytes());
+    });
+    let e = EventLog::open_with(dir.path(), Options { verify_tail: 0 }).unwrap_err();
+    assert_eq!(damage(&e).seq, 5, "{e}");
+    assert!(damage(&e).reason.contains("hash"), "{e}");
 }
 
 #[test]

@@ -8,7 +8,9 @@ use std::path::Path;
 
 use common::*;
 use incident_eventlog::layout::{self, MAGIC};
-use incident_eventlog::{EventLog, ExpectedVersion, Head, LogError, Record, verify_chain};
+use incident_eventlog::{
+    EventLog, ExpectedVersion, Head, LogError, Record, chain_hash, verify_chain,
+};
 
 /// The records of a log of `n` events, written with this build.
 fn records(n: u64) -> Vec<Record> {
@@ -16,6 +18,45 @@ fn records(n: u64) -> Vec<Record> {
     let log = EventLog::open(dir.path()).unwrap();
     fill(&log, n);
     all(&log)
+}
+
+/// A chain of records holding `events`, one stream per record.
+fn chain(events: Vec<Vec<u8>>) -> Vec<Record> {
+    let mut prev = Head::GENESIS;
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| {
+            let seq = i as u64 + 1;
+            let hash = chain_hash(&prev.hash, &event);
+            let rec = Record {
+                seq,
+                stream: format!("s{seq}"),
+                version: 1,
+                event_id: format!("e{seq}"),
+                prev_hash: prev.hash,
+                hash,
+                event,
+            };
+            prev = Head::from(&rec);
+            rec
+        })
+        .collect()
+}
+
+/// A record's value as a format-1 build stored it in sled (with no limit on its length).
+fn legacy_value(r: &Record) -> Vec<u8> {
+    let mut v = vec![layout::RECORD_FORMAT];
+    v.extend_from_slice(&r.seq.to_be_bytes());
+    v.extend_from_slice(&r.version.to_be_bytes());
+    v.extend_from_slice(&r.prev_hash);
+    v.extend_from_slice(&r.hash);
+    v.extend_from_slice(&(r.stream.len() as u16).to_be_bytes());
+    v.extend_from_slice(&(r.event_id.len() as u16).to_be_bytes());
+    v.extend_from_slice(r.stream.as_bytes());
+    v.extend_from_slice(r.event_id.as_bytes());
+    v.extend_from_slice(&r.event);
+    v
 }
 
 /// Writes `records` in `dir` the way a format-1 build did, with a processed id, a cursor and a
@@ -26,7 +67,7 @@ fn write_format_1(dir: &Path, records: &[Record]) {
     meta.push(layout::LEGACY_LOG_FORMAT);
     db.insert(layout::META_KEY, meta).unwrap();
     for r in records {
-        db.insert(layout::record_key(r.seq), layout::encode_record(r).unwrap())
+        db.insert(layout::record_key(r.seq), legacy_value(r))
             .unwrap();
         db.insert(
             layout::prefixed(layout::EVENT_ID, r.event_id.as_bytes()),
@@ -188,4 +229,41 @@ fn records_a_finished_move_left_in_sled_are_removed_on_open() {
     with_db(dir.path(), |db| {
         assert_eq!(db.scan_prefix([layout::RECORD]).count(), 0);
     });
+}
+
+#[test]
+fn a_large_damaged_format_1_log_leaves_no_copied_records() {
+    // more than the move writes at a time comes before the damage
+    let mut written = chain(
+        (0..60)
+            .map(|i| vec![b'a' + (i % 26) as u8; 100_000])
+            .collect(),
+    );
+    written[54].event[7] ^= 1;
+    let dir = tempfile::tempdir().unwrap();
+    write_format_1(dir.path(), &written);
+    let e = EventLog::open(dir.path()).unwrap_err();
+    assert_eq!(e.damage().map(|d| d.seq), Some(55), "{e}");
+    assert_eq!(std::fs::metadata(record_file(dir.path())).unwrap().len(), 0);
+}
+
+#[test]
+fn a_format_1_record_too_long_for_the_record_file_is_refused_before_the_switch() {
+    let written = chain(vec![
+        b"{}".to_vec(),
+        vec![b'x'; layout::MAX_RECORD_LEN + 1],
+        b"{}".to_vec(),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    write_format_1(dir.path(), &written);
+    let e = EventLog::open(dir.path()).unwrap_err();
+    assert_eq!(e.damage().map(|d| d.seq), Some(2), "{e}");
+    assert!(e.to_string().contains("more than a record can be"), "{e}");
+    with_db(dir.path(), |db| {
+        let mut meta = MAGIC.to_vec();
+        meta.push(layout::LEGACY_LOG_FORMAT);
+        assert_eq!(db.get(layout::META_KEY).unwrap().unwrap(), meta);
+        assert_eq!(db.scan_prefix([layout::RECORD]).count(), 3);
+    });
+    assert_eq!(std::fs::metadata(record_file(dir.path())).unwrap().len(), 0);
 }
