@@ -207,29 +207,12 @@ pub fn encode_frame(
     Some(())
 }
 
-/// Encodes a format-1 record value from its parts (a frame without its length). `None` when
-/// the stream or event id is longer than [`MAX_NAME_LEN`].
-#[allow(clippy::too_many_arguments)]
-pub fn encode_record_parts(
-    seq: u64,
-    version: u64,
-    stream: &str,
-    event_id: &str,
-    prev_hash: &[u8; 32],
-    hash: &[u8; 32],
-    event: &[u8],
-) -> Option<Vec<u8>> {
+/// Encodes a record's value (a frame without its length). `None` when the stream or event id
+/// or the value is too long.
+pub fn encode_record(r: &Record) -> Option<Vec<u8>> {
     let mut v = Vec::new();
     encode_frame(
-        &mut v, seq, version, stream, event_id, prev_hash, hash, event,
-    )?;
-    v.drain(..FRAME_HEADER_LEN);
-    Some(v)
-}
-
-/// Encodes a record's value. `None` when the stream or event id is too long.
-pub fn encode_record(r: &Record) -> Option<Vec<u8>> {
-    encode_record_parts(
+        &mut v,
         r.seq,
         r.version,
         &r.stream,
@@ -237,7 +220,9 @@ pub fn encode_record(r: &Record) -> Option<Vec<u8>> {
         &r.prev_hash,
         &r.hash,
         &r.event,
-    )
+    )?;
+    v.drain(..FRAME_HEADER_LEN);
+    Some(v)
 }
 
 /// Reads fixed-size pieces off the front of a slice, never panicking.
