@@ -210,7 +210,14 @@ fn cut_unfinished_append(file: &RecordFile, path: &Path, end: u64) -> Result<(),
             "cutting an unfinished append off the record file of",
             e,
         )
-    })
+    })?;
+    tracing::warn!(
+        log = %path.display(),
+        bytes = len - end,
+        kept_at = %aside.display(),
+        "cut an append that never completed (it was not answered) off the end of the log"
+    );
+    Ok(())
 }
 
 impl EventLog {

@@ -25,8 +25,10 @@ pub(crate) fn records_to_file(
     file: &RecordFile,
     path: &Path,
 ) -> Result<(), LogError> {
-    let switch = match copy(db, file, path) {
-        Ok(switch) => switch,
+    let started = std::time::Instant::now();
+    tracing::info!(log = %path.display(), "moving the records of a log an earlier build wrote to its record file");
+    let (switch, records) = match copy(db, file, path) {
+        Ok(done) => done,
         Err(e) => {
             let _ = file.truncate(0);
             return Err(e);
@@ -38,13 +40,19 @@ pub(crate) fn records_to_file(
     })?;
     db.flush()
         .map_err(|e| LogError::storage(path, "flushing", e))?;
+    tracing::info!(
+        log = %path.display(),
+        records,
+        millis = started.elapsed().as_millis() as u64,
+        "moved the log's records to its record file"
+    );
     // the `r` keys are removed with the other leftovers of earlier builds, right after this
     Ok(())
 }
 
 /// Copies the records to the file, verified, and syncs it; answers the batch that switches the
-/// log over (batch index, head, format marker).
-fn copy(db: &sled::Db, file: &RecordFile, path: &Path) -> Result<sled::Batch, LogError> {
+/// log over (batch index, head, format marker) and the number of records.
+fn copy(db: &sled::Db, file: &RecordFile, path: &Path) -> Result<(sled::Batch, u64), LogError> {
     let st = |doing: &'static str| move |e: sled::Error| LogError::storage(path, doing, e);
     let io = |e: std::io::Error| LogError::storage(path, "writing the record file of", e);
     let damaged = |d: Damage| LogError::damaged(path, d);
@@ -129,5 +137,5 @@ fn copy(db: &sled::Db, file: &RecordFile, path: &Path) -> Result<sled::Batch, Lo
     debug_assert!(prev.seq > 0 || prev.hash == GENESIS);
     batch.insert(HEAD_KEY, &layout::encode_head(&head, written)[..]);
     batch.insert(META_KEY, layout::meta_value());
-    Ok(batch)
+    Ok((batch, head.seq))
 }

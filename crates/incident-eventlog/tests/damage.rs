@@ -11,6 +11,19 @@ use common::*;
 use incident_eventlog::layout;
 use incident_eventlog::{Damage, EventLog, Head, LogError, Options, chain_hash, verify_chain};
 
+/// Where a test's log lines go.
+struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A closed log of `n` events in `dir`.
 fn closed_log(dir: &Path, n: u64) -> Head {
     let log = EventLog::open(dir).unwrap();
@@ -134,7 +147,20 @@ fn bytes_past_the_head_are_an_unfinished_append_and_are_cut_off() {
     let head = closed_log(dir.path(), 5);
     let len = std::fs::metadata(record_file(dir.path())).unwrap().len();
     edit_file(dir.path(), |bytes| bytes.extend_from_slice(&[0xab; 300]));
-    let log = EventLog::open(dir.path()).unwrap();
+    let logged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let sink = logged.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || Sink(sink.clone()))
+        .finish();
+    let log = tracing::subscriber::with_default(subscriber, || EventLog::open(dir.path())).unwrap();
+    let logged = String::from_utf8(logged.lock().unwrap().clone()).unwrap();
+    assert!(
+        logged.contains("WARN")
+            && logged.contains("never completed")
+            && logged.contains("bytes=300"),
+        "{logged}"
+    );
     assert_eq!(log.head(), head);
     assert_eq!(
         std::fs::metadata(record_file(dir.path())).unwrap().len(),
