@@ -354,47 +354,41 @@ pub fn encode_head(head: &Head, end: u64) -> [u8; HEAD_LEN] {
     v
 }
 
-/// Decodes the head value into the head and the end of the record file; the error says what
-/// is wrong.
-pub fn decode_head(value: &[u8]) -> Result<(Head, u64), String> {
-    if value.len() != HEAD_LEN {
-        return Err(format!("the head is {} bytes, not {HEAD_LEN}", value.len()));
+/// Reads a head value of `len` bytes and format `format`: the head, and a reader over what
+/// follows it.
+fn read_head(value: &[u8], len: usize, format: u8) -> Result<(Head, Reader<'_>), String> {
+    if value.len() != len {
+        return Err(format!("the head is {} bytes, not {len}", value.len()));
     }
     let mut r = Reader(value);
-    let format = r.u8().ok_or("the head is empty")?;
-    if format != HEAD_FORMAT {
-        return Err(format!("unknown head format {format}"));
+    let found = r.u8().ok_or("the head is empty")?;
+    if found != format {
+        return Err(format!("unknown head format {found}"));
     }
     let seq = r.u64().ok_or("the head has no seq")?;
     let hash = r.hash().ok_or("the head has no hash")?;
+    Ok((Head { seq, hash }, r))
+}
+
+/// Decodes the head value into the head and the end of the record file; the error says what
+/// is wrong.
+pub fn decode_head(value: &[u8]) -> Result<(Head, u64), String> {
+    let (head, mut r) = read_head(value, HEAD_LEN, HEAD_FORMAT)?;
     let end = r.u64().ok_or("the head has no end")?;
-    Ok((Head { seq, hash }, end))
+    Ok((head, end))
 }
 
 /// Decodes the head of a format-1 log.
 pub fn decode_legacy_head(value: &[u8]) -> Result<Head, String> {
-    if value.len() != LEGACY_HEAD_LEN {
-        return Err(format!(
-            "the head is {} bytes, not {LEGACY_HEAD_LEN}",
-            value.len()
-        ));
-    }
-    let mut r = Reader(value);
-    let format = r.u8().ok_or("the head is empty")?;
-    if format != LEGACY_HEAD_FORMAT {
-        return Err(format!("unknown head format {format}"));
-    }
-    let seq = r.u64().ok_or("the head has no seq")?;
-    let hash = r.hash().ok_or("the head has no hash")?;
-    Ok(Head { seq, hash })
+    read_head(value, LEGACY_HEAD_LEN, LEGACY_HEAD_FORMAT).map(|(head, _)| head)
 }
 
-/// Encodes the head of a format-1 log (for tools and tests that write one).
+/// Encodes the head of a format-1 log (for tools and tests that write one): the head value
+/// without the end, under the format-1 byte.
 pub fn encode_legacy_head(head: &Head) -> [u8; LEGACY_HEAD_LEN] {
     let mut v = [0u8; LEGACY_HEAD_LEN];
+    v.copy_from_slice(&encode_head(head, 0)[..LEGACY_HEAD_LEN]);
     v[0] = LEGACY_HEAD_FORMAT;
-    v[1..9].copy_from_slice(&head.seq.to_be_bytes());
-    v[9..].copy_from_slice(&head.hash);
     v
 }
 

@@ -10,7 +10,7 @@ use std::path::Path;
 use crate::error::LogError;
 use crate::file::RecordFile;
 use crate::layout::{self, HEAD_KEY, META_KEY};
-use crate::record::{Damage, GENESIS, Head, check_hash_parts, check_link_parts};
+use crate::record::{Damage, Head, check_hash_parts, check_link_parts};
 
 /// Records per batch index entry in a moved log.
 const RECORDS_PER_ENTRY: u64 = 256;
@@ -27,15 +27,17 @@ pub(crate) fn records_to_file(
 ) -> Result<(), LogError> {
     let started = std::time::Instant::now();
     tracing::info!(log = %path.display(), "moving the records of a log an earlier build wrote to its record file");
-    let (switch, records) = match copy(db, file, path) {
-        Ok(done) => done,
-        Err(e) => {
-            let _ = file.truncate(0);
-            return Err(e);
+    // Emptying the file again is tidiness, not safety: until the marker switches the log is
+    // format 1 and the next move rewrites the file from its start, so the move's own error is
+    // the one to report.
+    let empty_again = || {
+        if let Err(e) = file.truncate(0) {
+            tracing::warn!(log = %path.display(), error = %e, "could not empty the record file after a failed move");
         }
     };
+    let (switch, records) = copy(db, file, path).inspect_err(|_| empty_again())?;
     db.apply_batch(switch).map_err(|e| {
-        let _ = file.truncate(0);
+        empty_again();
         LogError::storage(path, "writing to", e)
     })?;
     db.flush()
@@ -134,7 +136,6 @@ fn copy(db: &sled::Db, file: &RecordFile, path: &Path) -> Result<(sled::Batch, u
             },
         )));
     }
-    debug_assert!(prev.seq > 0 || prev.hash == GENESIS);
     batch.insert(HEAD_KEY, &layout::encode_head(&head, written)[..]);
     batch.insert(META_KEY, layout::meta_value());
     Ok((batch, head.seq))
