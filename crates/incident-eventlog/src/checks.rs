@@ -15,6 +15,8 @@ use crate::record::{Damage, GENESIS, Head};
 pub(crate) enum Format {
     /// [`layout::LOG_FORMAT`].
     Current,
+    /// [`layout::INDEXED_LOG_FORMAT`]: the indexes in sled; switched on open.
+    IndexedInSled,
     /// [`layout::LEGACY_LOG_FORMAT`]: records in sled; moved to the record file on open.
     Legacy,
 }
@@ -25,6 +27,7 @@ pub(crate) fn check_meta(db: &sled::Db, path: &Path, create: bool) -> Result<For
     match db.get(META_KEY).map_err(st)? {
         Some(v) => match v.strip_prefix(layout::MAGIC) {
             Some([f]) if *f == layout::LOG_FORMAT => Ok(Format::Current),
+            Some([f]) if *f == layout::INDEXED_LOG_FORMAT && create => Ok(Format::IndexedInSled),
             Some([f]) if *f == layout::LEGACY_LOG_FORMAT && create => Ok(Format::Legacy),
             Some([f]) => Err(LogError::UnsupportedFormat {
                 path: path.to_path_buf(),
@@ -66,6 +69,18 @@ pub(crate) fn check_meta(db: &sled::Db, path: &Path, create: bool) -> Result<For
             reason: "it holds data but no event log format marker".into(),
         }),
     }
+}
+
+/// Switches a log of [`layout::INDEXED_LOG_FORMAT`] to the current format: its records and
+/// head are read as they are, its index entries in sled are no longer written or read. The
+/// marker switches first, so a build that reads the index from sled never opens the log once
+/// this build has appended to it; the stale entries are removed after it.
+pub(crate) fn switch_to_current(db: &sled::Db, path: &Path) -> Result<(), LogError> {
+    db.insert(META_KEY, layout::meta_value())
+        .map_err(|e| LogError::storage(path, "writing to", e))?;
+    db.flush()
+        .map_err(|e| LogError::storage(path, "flushing", e))?;
+    Ok(())
 }
 
 /// The last batch entry: the seq of the first record of the last group commit and its offset.

@@ -230,65 +230,35 @@ impl Iterator for Records<'_> {
     }
 }
 
-/// One stream's records through its `v` index.
+/// One stream's records, at the seqs the index holds for it.
 pub(crate) struct StreamRecords<'a> {
     inner: &'a Inner,
-    iter: Option<sled::Iter>,
-    prefix_len: usize,
+    /// Seqs of the versions not read yet, in order (version `next_version` first).
+    seqs: std::vec::IntoIter<u64>,
     stream: String,
     next_version: u64,
     tip: Tip,
+    done: bool,
 }
 
 impl<'a> StreamRecords<'a> {
     /// The records of `stream` up to `tip`.
     pub(crate) fn new(inner: &'a Inner, stream: &str, tip: Tip) -> Self {
-        let prefix = layout::stream_index_prefix(stream);
+        let seqs = inner.index().seqs(crate::index::key(stream), tip.head.seq);
         StreamRecords {
             inner,
-            prefix_len: prefix.as_ref().map_or(0, Vec::len),
-            iter: prefix.map(|p| inner.db.scan_prefix(p)),
+            seqs: seqs.into_iter(),
             stream: stream.to_owned(),
             next_version: 1,
             tip,
+            done: false,
         }
     }
 
     fn step(&mut self) -> Option<Result<Record, LogError>> {
         let path = &self.inner.path;
-        let (key, value) = match self.iter.as_mut()?.next()? {
-            Err(e) => return Some(Err(LogError::storage(path, "reading", e))),
-            Ok(kv) => kv,
-        };
-        let what = || format!("the index of stream {}", self.stream);
-        let Some(version) = key.get(self.prefix_len..).and_then(layout::be_u64) else {
-            return Some(Err(LogError::corrupt(
-                path,
-                what(),
-                format!("the key {} has no version", hex::encode(&key)),
-            )));
-        };
-        if version != self.next_version {
-            return Some(Err(LogError::corrupt(
-                path,
-                what(),
-                format!(
-                    "version {} is missing (the next entry is version {version})",
-                    self.next_version
-                ),
-            )));
-        }
-        let Some(seq) = layout::be_u64(&value) else {
-            return Some(Err(LogError::corrupt(
-                path,
-                what(),
-                format!("the entry for version {version} is not a seq"),
-            )));
-        };
-        if seq > self.tip.head.seq {
-            // Written by an append that has not finished yet.
-            return None;
-        }
+        let seq = self.seqs.next()?;
+        let version = self.next_version;
         let rec = match self.inner.get_record(self.tip, seq) {
             Ok(Some(r)) => r,
             Ok(None) => {
@@ -326,9 +296,12 @@ impl Iterator for StreamRecords<'_> {
     type Item = Result<Record, LogError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
         let r = self.step();
         if !matches!(r, Some(Ok(_))) {
-            self.iter = None;
+            self.done = true;
         }
         r
     }

@@ -3,24 +3,23 @@
 //!
 //! A log is a folder holding a sled database and the record file [`RECORD_FILE`]. The record
 //! file holds the records, one frame after another in sequence order: the record value's
-//! length (u32, big-endian) and the record value. sled holds the head, the indexes, the
+//! length (u32, big-endian) and the record value. sled holds the head, the batch index, the
 //! processed input ids, the cursors and the snapshots. All numbers are big-endian u64, so keys
 //! iterate in sequence order. Everything but the snapshots lives in sled's default tree; the
-//! first byte of a key says what it is.
+//! first byte of a key says what it is. The event id and stream indexes are not stored: they
+//! are built in memory from the records when the log opens (see `index.rs`).
 //!
 //! | key | value |
 //! |---|---|
 //! | `m` | [`MAGIC`] then the log format byte ([`LOG_FORMAT`]) |
 //! | `h` | head: format byte 2, seq u64, hash 32 bytes, end of the record file u64 (49 bytes) |
 //! | `b` seq | byte offset in the record file of record seq, the first of a group commit (in a log moved from format 1: of every 256th record) |
-//! | `e` event id | seq u64 of the record holding that event |
-//! | `v` len u16, stream, version u64 | seq u64 of that version of the stream |
 //! | `p` input id | seq u64 of the head when the input was recorded as processed |
 //! | `c` name | cursor u64 |
 //!
 //! An append writes its frames at the end the head names and syncs the file; then it writes
-//! the records' `e` and `v` entries, one `b` entry, the processed `p` entries and `h` (with the
-//! new end) in one `apply_batch`, and flushes sled. The head decides what the log holds: bytes
+//! one `b` entry, the processed `p` entries and `h` (with the new end) in one `apply_batch`,
+//! and flushes sled. The head decides what the log holds: bytes
 //! past its end are an append that never completed (it was not acknowledged) and are cut off on
 //! open. Reading record `seq` starts at the last `b` entry at or before it.
 //!
@@ -31,10 +30,18 @@
 //! 1.8 against 0.5 KiB of resident memory per event). Written once to a file, a record costs
 //! a copy and its share of one `fdatasync`.
 //!
-//! Format 1 (earlier builds) kept each record in sled under `r` + seq and a 41-byte head without
-//! the end; such a log is moved to this format on open: the chain is verified while its records
-//! are copied to the record file, then the head and the format marker switch in one batch, then
-//! the `r` keys are removed.
+//! Why the event id and stream indexes are not in sled either: they were two inserts per event
+//! (`e` + event id -> seq, `v` + stream + version -> seq), and with the records gone they were
+//! most of what an append cost: intake spent 52-69 us of CPU per incident with them and 26-33
+//! without (`incident-bench --only intake`, 3 alternating pairs). Held in memory they cost
+//! about 24 bytes per event and 40 per stream, and a read of the record file on open.
+//!
+//! Format 2 (earlier builds) is this format with the `e` and `v` entries in sled; on open its
+//! marker is switched to this format, then the entries are removed. Format 1 kept each record
+//! in sled under `r` + seq and a 41-byte head without the end; such a log is moved to this
+//! format on open: the chain is verified while its records are copied to the record file, then
+//! the head and the format marker switch in one batch, then the `r`, `e` and `v` keys are
+//! removed.
 //!
 //! Snapshots live in their own tree, [`SNAPSHOT_TREE`], keyed by name: format byte 1, seq u64,
 //! sha256(seq u64, bytes) 32 bytes, bytes. Not in the default tree: sled keeps a leaf's values
@@ -48,9 +55,9 @@
 //! event id (UTF-8) and the event bytes to the end of the value. The seq inside the value must
 //! be the seq expected at its place.
 //!
-//! A stream's version (the number of events in it) is the version in its last `v` key. Earlier
-//! builds also stored it under `s` + stream, one more write per event (about 15% of an append's
-//! CPU); such keys are removed on open.
+//! A stream's version is the number of its records. Earlier builds also stored it under
+//! `s` + stream, one more write per event (about 15% of an append's CPU); such keys are removed
+//! on open.
 
 use sha2::{Digest, Sha256};
 
@@ -68,11 +75,12 @@ pub const BATCH: u8 = b'b';
 pub const RECORD_FILE: &str = "records";
 /// Length of a frame's header in the record file: the record value's length, u32 big-endian.
 pub const FRAME_HEADER_LEN: usize = 4;
-/// Prefix of the event id index (`e` + event id).
+/// Prefix of the event id index formats 1 and 2 kept in sled (`e` + event id); removed on open.
 pub const EVENT_ID: u8 = b'e';
 /// Prefix of the stream versions earlier builds stored (`s` + stream); removed on open.
 pub const STREAM_VERSION: u8 = b's';
-/// Prefix of the per-stream index (`v` + len + stream + version).
+/// Prefix of the stream index formats 1 and 2 kept in sled (`v` + len + stream + version);
+/// removed on open.
 pub const STREAM_INDEX: u8 = b'v';
 /// Prefix of processed input ids (`p` + input id).
 pub const PROCESSED: u8 = b'p';
@@ -86,7 +94,10 @@ pub const SNAPSHOT_TREE: &str = "snapshots";
 /// The start of the format marker's value.
 pub const MAGIC: &[u8] = b"incident-eventlog";
 /// The log format this build writes and reads.
-pub const LOG_FORMAT: u8 = 2;
+pub const LOG_FORMAT: u8 = 3;
+/// The format of logs whose event id and stream indexes are in sled; switched to
+/// [`LOG_FORMAT`] on open.
+pub const INDEXED_LOG_FORMAT: u8 = 2;
 /// The format of logs whose records are in sled; moved to [`LOG_FORMAT`] on open.
 pub const LEGACY_LOG_FORMAT: u8 = 1;
 /// The record format this build writes and reads.

@@ -1,5 +1,6 @@
 //! `incident-eventlog`: each service's authoritative, append-only event log: records in an
-//! append-only record file, the head and the indexes in sled.
+//! append-only record file, the head and the batch index in sled, the event id and stream
+//! indexes in memory (built from the records on open).
 //!
 //! Owns the hash chain over the log's records, optimistic concurrency per stream (a stream is
 //! one incident), group-commit appends, replay, verification, named cursors (such as the
@@ -30,6 +31,7 @@ mod append;
 mod checks;
 mod error;
 mod file;
+mod index;
 mod iter;
 pub mod layout;
 mod log;

@@ -1,22 +1,25 @@
 //! [`EventLog`]: the log on its record file and sled. Owns opening (running the checks in
-//! `checks`, moving a format-1 log over in `migrate`), the group-commit append, reads, full
-//! verification, cursors, processed ids and snapshots. The layout is in [`crate::layout`].
+//! `checks`, moving a format-1 log over in `migrate`, building the index in `index`), the
+//! group-commit append, reads, full verification, cursors, processed ids and snapshots. The
+//! layout is in [`crate::layout`].
 //!
-//! Appends are serialized by one mutex (the writer). The writer keeps the head, the end of the
-//! record file and a cache of stream versions equal to what sled holds; after a failed write or
-//! flush it re-reads them. Readers see records up to the published head, which moves after the
-//! frames are synced and sled's batch is written and flushed; after a failed flush it moves to
-//! what sled then holds (records whose frames are synced but whose sled batch may not be
+//! Appends are serialized by one mutex (the writer). The writer keeps the head and the end of
+//! the record file equal to what sled holds; after a failed write or flush it re-reads them.
+//! The in-memory index is extended only by the writer, after its append is durable and before
+//! the new head is published. Readers see records up to the published head, which moves after
+//! the frames are synced and sled's batch is written and flushed; after a failed flush it moves
+//! to what sled then holds (records whose frames are synced but whose sled batch may not be
 //! durable yet: the caller was told the append failed, and a later flush makes them durable).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::append::{AppendRequest, Appended};
 use crate::checks::{Format, check_meta, load_head, verify_tail};
 use crate::error::{AppendError, LogError};
 use crate::file::RecordFile;
+use crate::index::{self, Entry, Index, Key};
 use crate::iter::{Records, Source, StreamRecords};
 use crate::layout::{self, HEAD_KEY, RecordRef};
 use crate::record::{Damage, Head, Record, chain_hash};
@@ -33,9 +36,6 @@ impl Default for Options {
         Options { verify_tail: 1024 }
     }
 }
-
-/// Stream versions cached by the writer; cleared when it grows past this.
-const VERSION_CACHE_MAX: usize = 1 << 16;
 
 /// A service's append-only, hash-chained event log. Cheap to clone (an `Arc` inside).
 #[derive(Clone)]
@@ -61,6 +61,9 @@ pub(crate) struct Inner {
     writer: Mutex<Writer>,
     /// The head readers see: always a durable, fully written record (or genesis).
     published: RwLock<Tip>,
+    /// The event id and stream indexes; they cover at least the published head (an append
+    /// adds its records before it publishes its head).
+    index: RwLock<Index>,
 }
 
 /// A head and where its records end in the record file.
@@ -80,13 +83,16 @@ impl Tip {
 /// State owned by the appender; equal to what sled holds whenever the mutex is free.
 struct Writer {
     tip: Tip,
-    versions: HashMap<String, u64>,
     /// Set when, after a failed write, sled's state could not be read back consistently.
     broken: Option<String>,
     /// The buffer the frames of a group commit are encoded into, kept between commits so a
     /// commit neither grows a fresh buffer nor faults in fresh pages.
     frames: Vec<u8>,
 }
+
+/// Opening a log of at least this many records says in the service's log how long indexing
+/// them took.
+const INDEX_LOG_THRESHOLD: u64 = 100_000;
 
 /// A frames buffer larger than this is not kept after its commit.
 const FRAMES_KEEP_MAX: usize = 4 << 20;
@@ -97,8 +103,12 @@ struct Staging {
     /// The frames of the accepted events, to be written at the writer's end.
     frames: Vec<u8>,
     head: Head,
-    versions: HashMap<String, u64>,
-    ids: HashSet<String>,
+    /// Versions of the streams the batch appends to.
+    versions: HashMap<Key, u64>,
+    /// Keys of the event ids the batch appends.
+    ids: HashSet<Key>,
+    /// The index entries of the batch's records.
+    entries: Vec<Entry>,
     writes: bool,
 }
 
@@ -126,10 +136,18 @@ pub fn open_db(path: &Path) -> Result<sled::Db, LogError> {
 /// default tree (see [`layout::SNAPSHOT`]; a cache, and there they slow every append down),
 /// stored stream versions (see [`layout::STREAM_VERSION`]; the stream index holds them) and
 /// format-1 records a move to the record file had not finished removing (see
-/// [`layout::RECORD`]; the record file holds them).
+/// [`layout::RECORD`]; the record file holds them), and the event id and stream index entries
+/// of formats 1 and 2 (see [`layout::EVENT_ID`], [`layout::STREAM_INDEX`]; the index is built
+/// from the records).
 fn remove_legacy(db: &sled::Db, path: &Path) -> Result<(), LogError> {
     let mut removed = false;
-    for prefix in [layout::SNAPSHOT, layout::STREAM_VERSION, layout::RECORD] {
+    for prefix in [
+        layout::SNAPSHOT,
+        layout::STREAM_VERSION,
+        layout::RECORD,
+        layout::EVENT_ID,
+        layout::STREAM_INDEX,
+    ] {
         let mut batch = sled::Batch::default();
         let mut in_batch = 0;
         for key in db.scan_prefix([prefix]).keys() {
@@ -248,6 +266,28 @@ impl EventLog {
         )?;
         // only once the log is known to be sound: a refused log is left as it was
         cut_unfinished_append(&file, path, tip.end)?;
+        let mut index = Index::default();
+        let started = std::time::Instant::now();
+        index.catch_up(
+            Source {
+                db: &db,
+                file: &file,
+                path,
+                end: tip.end,
+            },
+            tip.head,
+        )?;
+        if tip.head.seq >= INDEX_LOG_THRESHOLD {
+            tracing::info!(
+                log = %path.display(),
+                records = tip.head.seq,
+                millis = started.elapsed().as_millis() as u64,
+                "indexed the log's records"
+            );
+        }
+        if format == Format::IndexedInSled {
+            crate::checks::switch_to_current(&db, path)?;
+        }
         let snapshots = db
             .open_tree(layout::SNAPSHOT_TREE)
             .map_err(|e| LogError::storage(path, "opening the snapshots of", e))?;
@@ -260,11 +300,11 @@ impl EventLog {
                 path: path.to_path_buf(),
                 writer: Mutex::new(Writer {
                     tip,
-                    versions: HashMap::new(),
                     broken: None,
                     frames: Vec::new(),
                 }),
                 published: RwLock::new(tip),
+                index: RwLock::new(index),
             }),
         })
     }
@@ -407,6 +447,20 @@ impl Inner {
         }
     }
 
+    pub(crate) fn index(&self) -> RwLockReadGuard<'_, Index> {
+        match self.index.read() {
+            Ok(i) => i,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn index_mut(&self) -> RwLockWriteGuard<'_, Index> {
+        match self.index.write() {
+            Ok(i) => i,
+            Err(p) => p.into_inner(),
+        }
+    }
+
     fn publish(&self, tip: Tip) {
         match self.published.write() {
             Ok(mut t) => *t = tip,
@@ -444,8 +498,12 @@ impl Inner {
     /// Makes the writer equal to sled again after a failed write; marks it broken when sled's
     /// state is not consistent.
     fn reload(&self, w: &mut Writer) {
-        w.versions.clear();
-        match load_head(&self.db, &self.file, &self.path) {
+        let loaded = load_head(&self.db, &self.file, &self.path).and_then(|tip| {
+            // a batch sled took before its flush failed is in the log: index it too
+            self.index_mut().catch_up(self.source(tip), tip.head)?;
+            Ok(tip)
+        });
+        match loaded {
             Ok(tip) => {
                 w.tip = tip;
                 w.broken = None;
@@ -457,59 +515,43 @@ impl Inner {
         }
     }
 
-    /// The stream's version: the version in its last stream index key (0 when it has none).
-    fn stored_version(&self, stream: &str) -> Result<u64, LogError> {
-        // a name too long for the index was never written
-        let Some(prefix) = layout::stream_index_prefix(stream) else {
-            return Ok(0);
-        };
-        let Some(last) = self.db.scan_prefix(&prefix).keys().next_back() else {
-            return Ok(0);
-        };
-        let key = last.map_err(|e| self.storage("reading", e))?;
-        layout::be_u64(&key[prefix.len()..]).ok_or_else(|| {
-            LogError::corrupt(
-                &self.path,
-                format!("the stream index of stream {stream}"),
-                format!("its last key is {}", hex::encode(&key)),
-            )
-        })
-    }
-
     fn stream_version(&self, stream: &str) -> Result<u64, LogError> {
-        self.stored_version(stream)
+        Ok(self.index().version(index::key(stream)))
     }
 
-    /// The stream's version as of the staged batch.
-    fn current_version(
+    /// The seq of the record holding `event_id` (key `id`) among the records up to `tip`: the
+    /// index names a record, and that record holds this event id.
+    fn holds_event(
         &self,
-        w: &mut Writer,
-        staging: &Staging,
-        stream: &str,
-    ) -> Result<u64, AppendError> {
-        if let Some(v) = staging.versions.get(stream) {
-            return Ok(*v);
-        }
-        if let Some(v) = w.versions.get(stream) {
-            return Ok(*v);
-        }
-        let v = self.stored_version(stream)?;
-        if w.versions.len() >= VERSION_CACHE_MAX {
-            w.versions.clear();
-        }
-        w.versions.insert(stream.to_owned(), v);
-        Ok(v)
+        index: &Index,
+        tip: Tip,
+        id: Key,
+        event_id: &str,
+    ) -> Result<Option<u64>, LogError> {
+        let Some(seq) = index.event(id).filter(|s| *s <= tip.head.seq) else {
+            return Ok(None);
+        };
+        let held = self
+            .get_record(tip, seq)?
+            .is_some_and(|r| r.event_id == event_id);
+        Ok(held.then_some(seq))
     }
 
-    /// Checks one request against the log and the batch so far, and stages its writes.
+    /// Checks one request against the log (as of the writer's tip, which `index` covers) and
+    /// the batch so far, and stages its writes.
     fn stage(
         &self,
-        w: &mut Writer,
+        tip: Tip,
+        index: &Index,
         staging: &mut Staging,
         req: AppendRequest,
     ) -> Result<Appended, AppendError> {
         req.validate()?;
-        let current = self.current_version(w, staging, &req.stream)?;
+        let stream_key = index::key(&req.stream);
+        let current = match staging.versions.get(&stream_key) {
+            Some(v) => *v,
+            None => index.version(stream_key),
+        };
         req.expected
             .check(current)
             .map_err(|expected| AppendError::Conflict {
@@ -519,12 +561,11 @@ impl Inner {
             })?;
         let mut ids = HashSet::with_capacity(req.events.len());
         for e in &req.events {
-            let key = layout::prefixed(layout::EVENT_ID, e.id.as_bytes());
-            let on_disk = self
-                .db
-                .contains_key(key)
-                .map_err(|e| self.storage("reading", e))?;
-            if on_disk || staging.ids.contains(&e.id) || !ids.insert(e.id.as_str()) {
+            let id = index::key(&e.id);
+            // (within a batch, equal keys count as equal ids)
+            let staged = staging.ids.contains(&id) || !ids.insert(id);
+            let duplicate = staged || self.holds_event(index, tip, id, &e.id)?.is_some();
+            if duplicate {
                 return Err(AppendError::DuplicateEventId(e.id.clone()));
             }
         }
@@ -536,18 +577,15 @@ impl Inner {
                 "the append would overflow a sequence number".into(),
             ));
         };
-        let index_prefix = layout::stream_index_prefix(&req.stream)
-            .ok_or_else(|| AppendError::Invalid("the stream name is too long".into()))?;
 
         // The request is accepted. Encode everything first: the batch is touched only once
         // nothing can fail any more, so a refused request leaves no writes behind.
         let first_seq = staging.head.seq.saturating_add(1);
         let mut head = staging.head;
         let mut version = current;
-        let mut staged_ids = Vec::with_capacity(req.events.len());
-        let mut records = Vec::with_capacity(req.events.len());
         let frames_before = staging.frames.len();
-        for e in req.events {
+        let entries_before = staging.entries.len();
+        for e in &req.events {
             let seq = head.seq + 1;
             version += 1;
             let hash = chain_hash(&head.hash, &e.bytes);
@@ -564,25 +602,20 @@ impl Inner {
             .is_none()
             {
                 staging.frames.truncate(frames_before);
+                staging.entries.truncate(entries_before);
                 return Err(AppendError::Invalid(
                     "a name or an event is too long to store".into(),
                 ));
             }
-            let mut index_key = index_prefix.clone();
-            index_key.extend_from_slice(&version.to_be_bytes());
-            records.push((seq, index_key));
+            staging.entries.push(Entry {
+                seq,
+                stream: stream_key,
+                event: index::key(&e.id),
+            });
             head = Head { seq, hash };
-            staged_ids.push(e.id);
-        }
-        for ((seq, index_key), id) in records.into_iter().zip(&staged_ids) {
-            staging.batch.insert(
-                layout::prefixed(layout::EVENT_ID, id.as_bytes()),
-                &seq.to_be_bytes(),
-            );
-            staging.batch.insert(index_key, &seq.to_be_bytes());
         }
         if n > 0 {
-            staging.versions.insert(req.stream, new_version);
+            staging.versions.insert(stream_key, new_version);
             staging.writes = true;
         }
         for p in &req.processed {
@@ -592,7 +625,7 @@ impl Inner {
             );
             staging.writes = true;
         }
-        staging.ids.extend(staged_ids);
+        staging.ids.extend(ids);
         staging.head = head;
         debug_assert_eq!(head.seq, last_seq);
         Ok(if n == 0 {
@@ -628,18 +661,23 @@ impl Inner {
             head: w.tip.head,
             versions: HashMap::new(),
             ids: HashSet::new(),
+            entries: Vec::new(),
             writes: false,
         };
         let mut results = Vec::with_capacity(reqs.len());
         // Whether each result depends on the batch being written.
         let mut writes = Vec::with_capacity(reqs.len());
-        for req in reqs {
-            let touches = !req.events.is_empty() || !req.processed.is_empty();
-            let before = staging.writes;
-            let r = self.stage(&mut w, &mut staging, req);
-            writes.push(r.is_ok() && touches);
-            debug_assert!(r.is_ok() || staging.writes == before);
-            results.push(r);
+        {
+            // only appends change the index, and they hold the writer
+            let index = self.index();
+            for req in reqs {
+                let touches = !req.events.is_empty() || !req.processed.is_empty();
+                let before = staging.writes;
+                let r = self.stage(w.tip, &index, &mut staging, req);
+                writes.push(r.is_ok() && touches);
+                debug_assert!(r.is_ok() || staging.writes == before);
+                results.push(r);
+            }
         }
         if !staging.writes {
             w.frames = staging.frames;
@@ -687,9 +725,7 @@ impl Inner {
         match failure {
             None => {
                 w.tip = tip;
-                for (stream, v) in staging.versions {
-                    w.versions.insert(stream, v);
-                }
+                self.index_mut().extend(&staging.entries);
                 self.publish(tip);
             }
             Some(msg) => {
@@ -730,18 +766,8 @@ impl Inner {
     }
 
     fn seq_of_event(&self, event_id: &str) -> Result<Option<u64>, LogError> {
-        let key = layout::prefixed(layout::EVENT_ID, event_id.as_bytes());
-        let Some(v) = self.db.get(key).map_err(|e| self.storage("reading", e))? else {
-            return Ok(None);
-        };
-        let seq = layout::be_u64(&v).ok_or_else(|| {
-            LogError::corrupt(
-                &self.path,
-                format!("the index entry of event {event_id}"),
-                format!("{} bytes, not 8", v.len()),
-            )
-        })?;
-        Ok((seq <= self.head().seq).then_some(seq))
+        let tip = self.tip();
+        self.holds_event(&self.index(), tip, index::key(event_id), event_id)
     }
 
     fn is_processed(&self, input_id: &str) -> Result<bool, LogError> {
@@ -840,6 +866,7 @@ impl Inner {
             ));
         }
         let damaged = |seq, reason: String| LogError::damaged(path, Damage::new(seq, reason));
+        let index = self.index();
         // every batch entry must name the offset where its record's frame starts
         let mut batches = Vec::new();
         for kv in self.db.scan_prefix([layout::BATCH]) {
@@ -886,8 +913,7 @@ impl Inner {
                     ),
                 ));
             }
-            let indexed =
-                self.seq_entry(layout::prefixed(layout::EVENT_ID, rec.event_id.as_bytes()))?;
+            let indexed = index.event(index::key(&rec.event_id));
             if indexed != Some(rec.seq) {
                 return Err(damaged(
                     rec.seq,
@@ -898,9 +924,11 @@ impl Inner {
                     ),
                 ));
             }
-            let key = layout::stream_index_key(&rec.stream, rec.version)
-                .ok_or_else(|| damaged(rec.seq, "its stream name is too long".into()))?;
-            let indexed = self.seq_entry(key)?;
+            let version = usize::try_from(rec.version - 1).unwrap_or(usize::MAX);
+            let indexed = index
+                .seqs(index::key(&rec.stream), head.seq)
+                .get(version)
+                .copied();
             if indexed != Some(rec.seq) {
                 return Err(damaged(
                     rec.seq,
@@ -926,34 +954,19 @@ impl Inner {
                 ),
             ));
         }
-        for (prefix, what) in [
-            (layout::EVENT_ID, "the event id index"),
-            (layout::STREAM_INDEX, "the stream index"),
-        ] {
-            let n = self.db.scan_prefix([prefix]).count();
-            if u64::try_from(n).ok() != Some(head.seq) {
-                return Err(LogError::corrupt(
-                    path,
-                    what,
-                    format!("it has {n} entries for {} records", head.seq),
-                ));
-            }
+        if index.len() != (head.seq, versions.len()) {
+            let (events, streams) = index.len();
+            return Err(LogError::corrupt(
+                path,
+                "the index",
+                format!(
+                    "it holds {events} events of {streams} streams, but the log {} events of {} streams",
+                    head.seq,
+                    versions.len()
+                ),
+            ));
         }
         Ok(head)
-    }
-
-    /// A stored big-endian u64 (an index entry), `None` when absent.
-    fn seq_entry(&self, key: Vec<u8>) -> Result<Option<u64>, LogError> {
-        match self.db.get(&key).map_err(|e| self.storage("reading", e))? {
-            None => Ok(None),
-            Some(v) => layout::be_u64(&v).map(Some).ok_or_else(|| {
-                LogError::corrupt(
-                    &self.path,
-                    "an index entry",
-                    format!("the value under {} is not a seq", hex::encode(&key)),
-                )
-            }),
-        }
     }
 }
 

@@ -160,7 +160,20 @@ fn append_read_and_replay_from_a_seq() {
     let log = EventLog::open(dir.path()).unwrap();
     assert_eq!(log.head(), head);
     assert_eq!(all(&log), recs);
+    // the indexes are built again from the records
     assert_eq!(log.stream_version("INC-1").unwrap(), 3);
+    assert_eq!(log.seq_of_event("e3").unwrap(), Some(3));
+    assert_eq!(log.seq_of_event("nope").unwrap(), None);
+    let stream: Vec<u64> = log.read_stream("INC-1").map(|r| r.unwrap().seq).collect();
+    assert_eq!(stream, vec![1, 2, 4]);
+    assert!(matches!(
+        log.append(req("INC-3", ExpectedVersion::NoStream, &["e1"])),
+        Err(AppendError::DuplicateEventId(id)) if id == "e1"
+    ));
+    assert!(matches!(
+        log.append(req("INC-1", ExpectedVersion::Exact(2), &["e9"])),
+        Err(AppendError::Conflict { actual: 3, .. })
+    ));
     let d = log
         .append(req("INC-2", ExpectedVersion::Exact(1), &["e5"]))
         .unwrap();
@@ -536,7 +549,7 @@ fn a_log_of_a_newer_format_is_refused() {
             e,
             LogError::UnsupportedFormat {
                 found: 9,
-                supported: 2,
+                supported: 3,
                 ..
             }
         ),

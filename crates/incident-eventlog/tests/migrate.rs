@@ -129,17 +129,72 @@ fn a_format_1_log_is_moved_to_the_record_file_with_all_it_holds() {
     drop(log);
 
     with_db(dir.path(), |db| {
-        assert_eq!(
-            db.scan_prefix([layout::RECORD]).count(),
-            0,
-            "records left in sled"
-        );
+        for prefix in [layout::RECORD, layout::EVENT_ID, layout::STREAM_INDEX] {
+            assert_eq!(
+                db.scan_prefix([prefix]).count(),
+                0,
+                "{} entries left in sled",
+                prefix as char
+            );
+        }
         let mut meta = MAGIC.to_vec();
         meta.push(layout::LOG_FORMAT);
         assert_eq!(db.get(layout::META_KEY).unwrap().unwrap(), meta);
     });
     let log = EventLog::open(dir.path()).unwrap();
     assert_eq!(log.head().seq, 601);
+}
+
+/// Makes the closed log in `dir` look like one format 2 wrote: its event id and stream index
+/// entries in sled, and the format-2 marker.
+fn as_format_2(dir: &Path, records: &[Record]) {
+    with_db(dir, |db| {
+        for r in records {
+            db.insert(
+                layout::prefixed(layout::EVENT_ID, r.event_id.as_bytes()),
+                &r.seq.to_be_bytes(),
+            )
+            .unwrap();
+            db.insert(
+                layout::stream_index_key(&r.stream, r.version).unwrap(),
+                &r.seq.to_be_bytes(),
+            )
+            .unwrap();
+        }
+        let mut meta = MAGIC.to_vec();
+        meta.push(layout::INDEXED_LOG_FORMAT);
+        db.insert(layout::META_KEY, meta).unwrap();
+    });
+}
+
+#[test]
+fn a_format_2_log_switches_to_the_index_in_memory_and_drops_its_sled_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = {
+        let log = EventLog::open(dir.path()).unwrap();
+        fill(&log, 40);
+        all(&log)
+    };
+    as_format_2(dir.path(), &written);
+
+    let log = EventLog::open(dir.path()).unwrap();
+    assert_eq!(all(&log), written);
+    assert_eq!(log.stream_version("a").unwrap(), 20);
+    assert_eq!(log.seq_of_event("e17").unwrap(), Some(17));
+    assert_eq!(log.read_stream("b").count(), 20);
+    log.append(req("a", ExpectedVersion::Exact(20), &["e41"]))
+        .unwrap();
+    assert_eq!(log.verify().unwrap().seq, 41);
+    drop(log);
+    with_db(dir.path(), |db| {
+        for prefix in [layout::EVENT_ID, layout::STREAM_INDEX] {
+            assert_eq!(db.scan_prefix([prefix]).count(), 0);
+        }
+        let mut meta = MAGIC.to_vec();
+        meta.push(layout::LOG_FORMAT);
+        assert_eq!(db.get(layout::META_KEY).unwrap().unwrap(), meta);
+    });
+    assert_eq!(all(&EventLog::open(dir.path()).unwrap()).len(), 41);
 }
 
 #[test]
