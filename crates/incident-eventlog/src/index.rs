@@ -16,9 +16,11 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::path::Path;
 
 use crate::error::LogError;
 use crate::iter::{Records, Source};
+use crate::layout;
 use crate::record::{Damage, Head};
 
 /// A name's key in the index.
@@ -180,4 +182,162 @@ impl Index {
         }
         Ok(())
     }
+}
+
+/// The saved index: [`SAVED_MAGIC`], then the seq and hash of the last record it covers (u64,
+/// 32 bytes), the number of events and of streams (u64 each), each event (key u128, seq u64),
+/// each stream (key u128, count u32, its seqs u64), and the xxh3-128 of all of that (16 bytes).
+/// Numbers big-endian.
+pub(crate) const SAVED_MAGIC: &[u8] = b"incident-eventlog-index\x01";
+
+impl Index {
+    /// The index in its saved form; `through` is the record it covers up to (its last seq).
+    pub(crate) fn encode(&self, through: Head) -> Vec<u8> {
+        debug_assert_eq!(through.seq, self.through);
+        let mut out = Vec::with_capacity(
+            SAVED_MAGIC.len() + 72 + self.events.len() * 24 + self.streams.len() * 40,
+        );
+        out.extend_from_slice(SAVED_MAGIC);
+        out.extend_from_slice(&through.seq.to_be_bytes());
+        out.extend_from_slice(&through.hash);
+        out.extend_from_slice(&(self.events.len() as u64).to_be_bytes());
+        out.extend_from_slice(&(self.streams.len() as u64).to_be_bytes());
+        for (k, seq) in &self.events {
+            out.extend_from_slice(&k.to_be_bytes());
+            out.extend_from_slice(&seq.to_be_bytes());
+        }
+        for (k, seqs) in &self.streams {
+            let seqs = seqs.as_slice();
+            out.extend_from_slice(&k.to_be_bytes());
+            out.extend_from_slice(&(seqs.len() as u32).to_be_bytes());
+            for s in seqs {
+                out.extend_from_slice(&s.to_be_bytes());
+            }
+        }
+        let sum = xxhash_rust::xxh3::xxh3_128(&out);
+        out.extend_from_slice(&sum.to_be_bytes());
+        out
+    }
+
+    /// A saved index and the head it covers up to; why not when it cannot be used.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<(Index, Head), String> {
+        let (body, sum) = bytes.split_last_chunk::<16>().ok_or("it is too short")?;
+        if xxhash_rust::xxh3::xxh3_128(body) != u128::from_be_bytes(*sum) {
+            return Err("its checksum does not match".into());
+        }
+        let mut r = body
+            .strip_prefix(SAVED_MAGIC)
+            .ok_or("it is not a saved index of this format")?;
+        let mut take = |n: usize| -> Result<&[u8], String> {
+            let (head, rest) = r.split_at_checked(n).ok_or("it ends early")?;
+            r = rest;
+            Ok(head)
+        };
+        let u64_ = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or([0; 8]));
+        let seq = u64_(take(8)?);
+        let hash: [u8; 32] = take(32)?.try_into().map_err(|_| "it ends early")?;
+        let events = u64_(take(8)?);
+        let streams = u64_(take(8)?);
+        if events != seq {
+            return Err(format!("it holds {events} events for {seq} records"));
+        }
+        let mut index = Index {
+            through: seq,
+            ..Index::default()
+        };
+        let cap = |n: u64, each: usize| usize::try_from(n).unwrap_or(0).min(bytes.len() / each);
+        index.events.reserve(cap(events, 24));
+        for _ in 0..events {
+            let k = u128::from_be_bytes(take(16)?.try_into().map_err(|_| "it ends early")?);
+            let s = u64_(take(8)?);
+            if s == 0 || s > seq || index.events.insert(k, s).is_some() {
+                return Err(format!("an event entry is out of place (record {s})"));
+            }
+        }
+        index.streams.reserve(cap(streams, 28));
+        let mut total = 0u64;
+        for _ in 0..streams {
+            let k = u128::from_be_bytes(take(16)?.try_into().map_err(|_| "it ends early")?);
+            let n = u32::from_be_bytes(take(4)?.try_into().map_err(|_| "it ends early")?);
+            if n == 0 {
+                return Err("a stream entry holds no records".into());
+            }
+            let mut seqs = Vec::with_capacity(n as usize);
+            let mut last = 0;
+            for _ in 0..n {
+                let s = u64_(take(8)?);
+                if s <= last || s > seq {
+                    return Err(format!("a stream entry is out of order (record {s})"));
+                }
+                last = s;
+                seqs.push(s);
+            }
+            total += u64::from(n);
+            let seqs = if n == 1 {
+                Seqs::One(seqs[0])
+            } else {
+                Seqs::Many(seqs)
+            };
+            if index.streams.insert(k, seqs).is_some() {
+                return Err("a stream is saved twice".into());
+            }
+        }
+        if total != seq || !r.is_empty() {
+            return Err(format!(
+                "its streams hold {total} records for {seq}, or bytes are left over"
+            ));
+        }
+        Ok((index, Head { seq, hash }))
+    }
+}
+
+/// Writes a saved index into `dir` in place of the one there: to a temporary file, synced, then
+/// renamed over it, and the folder synced.
+pub(crate) fn save(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("{}.tmp", layout::INDEX_FILE));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, dir.join(layout::INDEX_FILE))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// The index saved in `dir`, if it is there, can be read, and covers records of this log up to
+/// `tip`; else an empty one (with a warning when one was there but is not used).
+pub(crate) fn load(src: Source<'_>, tip: Head) -> Index {
+    let path = src.path.join(layout::INDEX_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Index::default(),
+        Err(e) => {
+            tracing::warn!(log = %src.path.display(), error = %e, "could not read the saved index; indexing every record");
+            return Index::default();
+        }
+    };
+    let checked = Index::decode(&bytes).and_then(|(index, through)| {
+        if through.seq > tip.seq {
+            return Err(format!(
+                "it covers records up to {}, past the log's head {}",
+                through.seq, tip.seq
+            ));
+        }
+        if through.seq > 0 {
+            let held = Records::new(src, through.seq, through.seq, None, false)
+                .step_with(|r| r.hash)
+                .map_err(|e| e.to_string())?;
+            if held != through.hash {
+                return Err(format!(
+                    "record {} of this log is not the one it was saved at",
+                    through.seq
+                ));
+            }
+        }
+        Ok(index)
+    });
+    checked.unwrap_or_else(|reason| {
+        tracing::warn!(log = %src.path.display(), reason, "the saved index cannot be used; indexing every record");
+        Index::default()
+    })
 }

@@ -75,6 +75,9 @@ pub const BATCH: u8 = b'b';
 pub const RECORD_FILE: &str = "records";
 /// Length of a frame's header in the record file: the record value's length, u32 big-endian.
 pub const FRAME_HEADER_LEN: usize = 4;
+/// The file the in-memory index is saved to with each snapshot, beside the record file, so
+/// that opening reads only the records after it (see `index.rs`).
+pub const INDEX_FILE: &str = "index";
 /// Prefix of the event id index formats 1 and 2 kept in sled (`e` + event id); removed on open.
 pub const EVENT_ID: u8 = b'e';
 /// Prefix of the stream versions earlier builds stored (`s` + stream); removed on open.

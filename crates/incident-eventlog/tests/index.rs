@@ -1,0 +1,154 @@
+//! The in-memory index saved with each snapshot: the next open reads only the records after it;
+//! a saved index that does not fit the log (damaged, another log's, past the head) is not used.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use incident_eventlog::layout;
+use incident_eventlog::{EventLog, ExpectedVersion};
+
+/// Makes record 3 (event e3) carry event id e1, which record 1 holds: outside the hashed
+/// bytes, so only reading the record for the index finds it.
+fn duplicate_e1_at_record_3(dir: &Path) {
+    let frame = frame_of(dir, 3);
+    edit_file(dir, |bytes| {
+        let value = &mut bytes[frame.value_offset() as usize..][..frame.len as usize];
+        let at = value.windows(2).position(|w| w == b"e3").unwrap();
+        value[at..at + 2].copy_from_slice(b"e1");
+    });
+}
+
+#[test]
+fn a_saved_index_spares_open_reading_the_records_it_covers() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = EventLog::open(dir.path()).unwrap();
+        fill(&log, 10);
+        log.save_snapshot("state", 10, b"{}").unwrap();
+        log.append(req("a", ExpectedVersion::Exact(5), &["e11"]))
+            .unwrap();
+        log.append(req("c", ExpectedVersion::NoStream, &["e12"]))
+            .unwrap();
+    }
+    assert!(dir.path().join(layout::INDEX_FILE).exists());
+    duplicate_e1_at_record_3(dir.path());
+
+    // the damage is in what the saved index covers: open does not read it again
+    let log = EventLog::open(dir.path()).unwrap();
+    assert_eq!(log.stream_version("a").unwrap(), 6);
+    assert_eq!(log.stream_version("c").unwrap(), 1);
+    assert_eq!(log.seq_of_event("e12").unwrap(), Some(12));
+    assert_eq!(log.seq_of_event("e7").unwrap(), Some(7));
+    assert_eq!(log.read_stream("b").count(), 5);
+    // a full verification reads every record and finds it
+    let e = log.verify().unwrap_err();
+    assert_eq!(e.damage().unwrap().seq, 3, "{e}");
+    drop(log);
+
+    // without the saved index, open reads every record and refuses the log
+    std::fs::remove_file(dir.path().join(layout::INDEX_FILE)).unwrap();
+    let e = EventLog::open(dir.path()).unwrap_err();
+    assert_eq!(e.damage().unwrap().seq, 3, "{e}");
+}
+
+/// A closed log of `n` events; with its index saved when `save`.
+fn log_with(dir: &Path, stream: Option<&str>, n: u64, save: bool) {
+    let log = EventLog::open(dir).unwrap();
+    match stream {
+        None => fill(&log, n),
+        Some(s) => {
+            for i in 1..=n {
+                log.append(req(s, ExpectedVersion::Any, &[&format!("x{i}")]))
+                    .unwrap();
+            }
+        }
+    }
+    if save {
+        log.save_snapshot("state", n, b"{}").unwrap();
+    }
+}
+
+/// Opens the log in `dir` and checks what its index says against what it holds: `n` events
+/// of stream `c`, ids `x1..=xn`.
+fn assert_indexed_as_c(dir: &Path, n: u64) {
+    let log = EventLog::open(dir).unwrap();
+    assert_eq!(log.stream_version("c").unwrap(), n);
+    assert_eq!(log.stream_version("a").unwrap(), 0);
+    assert_eq!(log.seq_of_event(&format!("x{n}")).unwrap(), Some(n));
+    assert_eq!(log.seq_of_event("e1").unwrap(), None);
+    assert_eq!(log.read_stream("c").count() as u64, n);
+    assert_eq!(log.verify().unwrap().seq, n);
+    // and appends see the right version
+    log.append(req("c", ExpectedVersion::Exact(n), &["next"]))
+        .unwrap();
+}
+
+#[test]
+fn another_logs_saved_index_is_not_used() {
+    let other = tempfile::tempdir().unwrap();
+    log_with(other.path(), None, 10, true);
+    let dir = tempfile::tempdir().unwrap();
+    log_with(dir.path(), Some("c"), 10, false);
+    std::fs::copy(
+        other.path().join(layout::INDEX_FILE),
+        dir.path().join(layout::INDEX_FILE),
+    )
+    .unwrap();
+    assert_indexed_as_c(dir.path(), 10);
+}
+
+#[test]
+fn a_saved_index_past_the_head_is_not_used() {
+    let other = tempfile::tempdir().unwrap();
+    log_with(other.path(), None, 10, true);
+    let dir = tempfile::tempdir().unwrap();
+    log_with(dir.path(), Some("c"), 4, false);
+    std::fs::copy(
+        other.path().join(layout::INDEX_FILE),
+        dir.path().join(layout::INDEX_FILE),
+    )
+    .unwrap();
+    assert_indexed_as_c(dir.path(), 4);
+}
+
+#[test]
+fn a_damaged_saved_index_is_not_used() {
+    for damage in [
+        // a flipped bit in an entry
+        (|b: &mut Vec<u8>| {
+            let at = b.len() / 2;
+            b[at] ^= 1
+        }) as fn(&mut Vec<u8>),
+        // cut short
+        |b: &mut Vec<u8>| b.truncate(b.len() - 7),
+        // empty
+        |b: &mut Vec<u8>| b.clear(),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        log_with(dir.path(), Some("c"), 6, true);
+        let path = dir.path().join(layout::INDEX_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        damage(&mut bytes);
+        std::fs::write(&path, bytes).unwrap();
+        assert_indexed_as_c(dir.path(), 6);
+    }
+}
+
+#[test]
+fn the_index_is_saved_again_with_each_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    log_with(dir.path(), Some("c"), 3, true);
+    let first = std::fs::read(dir.path().join(layout::INDEX_FILE)).unwrap();
+    {
+        let log = EventLog::open(dir.path()).unwrap();
+        log.append(req("c", ExpectedVersion::Exact(3), &["x4"]))
+            .unwrap();
+        log.save_snapshot("state", 4, b"{}").unwrap();
+    }
+    let second = std::fs::read(dir.path().join(layout::INDEX_FILE)).unwrap();
+    assert_ne!(first, second);
+    assert!(!dir.path().join("index.tmp").exists());
+    assert_indexed_as_c(dir.path(), 4);
+}
