@@ -1,13 +1,20 @@
 //! The log's two indexes, held in memory: event id -> seq of the record holding it, and stream
 //! -> the seqs of its versions in order (so a stream's version is the length of its list).
 //!
-//! They are derived from the record file, never stored: built when the log opens (reading the
-//! records front to back, links checked) and extended by each append once it is durable. An
-//! append that kept them in sled paid two inserts per event, about half of the CPU an incident
-//! cost intake; reading them back on open costs a read of the record file instead.
+//! They are derived from the record file: built when the log opens and extended by each append
+//! once it is durable. An append that kept them in sled paid two inserts per event, about half
+//! of the CPU an incident cost intake. Each snapshot saves them beside the record file
+//! ([`layout::INDEX_FILE`], checksummed, naming the seq and hash of the last record they
+//! cover); opening loads that file if it fits the log (its last record is in the log with that
+//! hash) and reads only the records after it, links checked from the saved last record on, each
+//! the next version of its stream, no event id twice. Without a saved index, or with one that
+//! does not fit (it is then removed), opening reads every record. Like the sled index of
+//! earlier builds, a saved index is not checked against the records it covers on open;
+//! [`crate::EventLog::verify`] reads every record and checks it against the index.
 //!
 //! Names are keyed by their 128-bit xxh3 hash, which keeps an entry at 24 bytes for an event
-//! and about 40 for a stream whatever the names' lengths. What the keys are used for is checked
+//! and about 40 for a stream whatever the names' lengths (30-60 and 50-90 with the hash maps'
+//! free slots). What the keys are used for is checked
 //! against the records where it matters: [`Index::event`]'s answer is confirmed by reading the
 //! record it names before the log reports a seq or refuses an append as a duplicate, and a
 //! stream's records are checked to be of that stream as they are read. (Two different names
@@ -84,12 +91,22 @@ pub(crate) struct Entry {
     pub(crate) event: Key,
 }
 
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Index {
     events: Map<u64>,
     streams: Map<Seqs>,
-    /// The last seq indexed.
-    through: u64,
+    /// The last record indexed.
+    through: Head,
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Index {
+            events: Map::default(),
+            streams: Map::default(),
+            through: Head::GENESIS,
+        }
+    }
 }
 
 impl Index {
@@ -103,6 +120,24 @@ impl Index {
         self.streams
             .get(&stream)
             .map_or(0, |s| s.as_slice().len() as u64)
+    }
+
+    /// The number of events in the stream with key `stream` among the records up to `upto`.
+    pub(crate) fn version_upto(&self, stream: Key, upto: u64) -> u64 {
+        self.streams.get(&stream).map_or(0, |s| {
+            s.as_slice().partition_point(|seq| *seq <= upto) as u64
+        })
+    }
+
+    /// The seq of version `version` of the stream with key `stream`.
+    pub(crate) fn seq_at(&self, stream: Key, version: u64) -> Option<u64> {
+        let i = usize::try_from(version.checked_sub(1)?).ok()?;
+        self.streams.get(&stream)?.as_slice().get(i).copied()
+    }
+
+    /// The last record indexed.
+    pub(crate) fn through(&self) -> Head {
+        self.through
     }
 
     /// The seqs of the stream's versions, those up to `upto`.
@@ -122,11 +157,13 @@ impl Index {
     }
 
     /// Adds the records of a durable append, in seq order, each the next version of its stream
-    /// (the append checked that).
-    pub(crate) fn extend(&mut self, entries: &[Entry]) {
+    /// (the append checked that); `head` is its last record.
+    pub(crate) fn extend(&mut self, entries: &[Entry], head: Head) {
         for e in entries {
             self.add(*e);
         }
+        debug_assert_eq!(entries.last().map_or(self.through.seq, |e| e.seq), head.seq);
+        self.through = head;
     }
 
     fn add(&mut self, e: Entry) {
@@ -135,20 +172,19 @@ impl Index {
             .entry(e.stream)
             .and_modify(|s| s.push(e.seq))
             .or_insert(Seqs::One(e.seq));
-        self.through = e.seq;
     }
 
     /// Indexes the records after [`Index::through`] up to `head`, checking their links, that
     /// each is the next version of its stream and that no event id is stored twice.
     pub(crate) fn catch_up(&mut self, src: Source<'_>, head: Head) -> Result<(), LogError> {
-        if head.seq <= self.through {
+        if head.seq <= self.through.seq {
             return Ok(());
         }
-        let from = self.through + 1;
+        let from = self.through.seq + 1;
         self.events
-            .reserve(usize::try_from(head.seq - self.through).unwrap_or(0));
-        let prev = (from == 1).then_some(Head::GENESIS);
-        let mut records = Records::new(src, from, head.seq, prev, false);
+            .reserve(usize::try_from(head.seq - self.through.seq).unwrap_or(0));
+        // the first record must follow the last one indexed
+        let mut records = Records::new(src, from, head.seq, Some(self.through), false);
         let damaged = |seq, reason: String| LogError::damaged(src.path, Damage::new(seq, reason));
         while records.remaining() {
             let entry = records.step_with(|r| {
@@ -156,6 +192,10 @@ impl Index {
                     seq: r.seq,
                     stream: key(r.stream),
                     event: key(r.event_id),
+                };
+                let last = Head {
+                    seq: r.seq,
+                    hash: r.hash,
                 };
                 let expected = self.version(entry.stream) + 1;
                 if r.version != expected {
@@ -176,9 +216,10 @@ impl Index {
                         ),
                     ));
                 }
-                Ok(entry)
+                Ok((entry, last))
             })??;
-            self.add(entry);
+            self.add(entry.0);
+            self.through = entry.1;
         }
         Ok(())
     }
@@ -191,9 +232,9 @@ impl Index {
 pub(crate) const SAVED_MAGIC: &[u8] = b"incident-eventlog-index\x01";
 
 impl Index {
-    /// The index in its saved form; `through` is the record it covers up to (its last seq).
-    pub(crate) fn encode(&self, through: Head) -> Vec<u8> {
-        debug_assert_eq!(through.seq, self.through);
+    /// The index in its saved form.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let through = self.through;
         let mut out = Vec::with_capacity(
             SAVED_MAGIC.len() + 72 + self.events.len() * 24 + self.streams.len() * 40,
         );
@@ -219,8 +260,8 @@ impl Index {
         out
     }
 
-    /// A saved index and the head it covers up to; why not when it cannot be used.
-    pub(crate) fn decode(bytes: &[u8]) -> Result<(Index, Head), String> {
+    /// A saved index; why not when it cannot be used.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Index, String> {
         let (body, sum) = bytes.split_last_chunk::<16>().ok_or("it is too short")?;
         if xxhash_rust::xxh3::xxh3_128(body) != u128::from_be_bytes(*sum) {
             return Err("its checksum does not match".into());
@@ -242,7 +283,7 @@ impl Index {
             return Err(format!("it holds {events} events for {seq} records"));
         }
         let mut index = Index {
-            through: seq,
+            through: Head { seq, hash },
             ..Index::default()
         };
         let cap = |n: u64, each: usize| usize::try_from(n).unwrap_or(0).min(bytes.len() / each);
@@ -262,7 +303,7 @@ impl Index {
             if n == 0 {
                 return Err("a stream entry holds no records".into());
             }
-            let mut seqs = Vec::with_capacity(n as usize);
+            let mut seqs = Vec::with_capacity((n as usize).min(bytes.len() / 8));
             let mut last = 0;
             for _ in 0..n {
                 let s = u64_(take(8)?);
@@ -287,7 +328,7 @@ impl Index {
                 "its streams hold {total} records for {seq}, or bytes are left over"
             ));
         }
-        Ok((index, Head { seq, hash }))
+        Ok(index)
     }
 }
 
@@ -316,7 +357,8 @@ pub(crate) fn load(src: Source<'_>, tip: Head) -> Index {
             return Index::default();
         }
     };
-    let checked = Index::decode(&bytes).and_then(|(index, through)| {
+    let checked = Index::decode(&bytes).and_then(|index| {
+        let through = index.through;
         if through.seq > tip.seq {
             return Err(format!(
                 "it covers records up to {}, past the log's head {}",
@@ -338,6 +380,10 @@ pub(crate) fn load(src: Source<'_>, tip: Head) -> Index {
     });
     checked.unwrap_or_else(|reason| {
         tracing::warn!(log = %src.path.display(), reason, "the saved index cannot be used; indexing every record");
+        // never read again, even once the log has grown past it
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!(log = %src.path.display(), error = %e, "could not remove the saved index that cannot be used");
+        }
         Index::default()
     })
 }

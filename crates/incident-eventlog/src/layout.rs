@@ -1,13 +1,14 @@
 //! The on-disk layout: the record file, every key and value the log stores in sled, and their
 //! codecs. Public so tools (benchmarks, forensics) can read a log directly.
 //!
-//! A log is a folder holding a sled database and the record file [`RECORD_FILE`]. The record
+//! A log is a folder holding a sled database, the record file [`RECORD_FILE`] and, once a
+//! snapshot was taken, the saved index [`INDEX_FILE`] (its format is in `index.rs`). The record
 //! file holds the records, one frame after another in sequence order: the record value's
 //! length (u32, big-endian) and the record value. sled holds the head, the batch index, the
 //! processed input ids, the cursors and the snapshots. All numbers are big-endian u64, so keys
 //! iterate in sequence order. Everything but the snapshots lives in sled's default tree; the
-//! first byte of a key says what it is. The event id and stream indexes are not stored: they
-//! are built in memory from the records when the log opens (see `index.rs`).
+//! first byte of a key says what it is. The event id and stream indexes are held in memory,
+//! built from the records (and the saved index) when the log opens (see `index.rs`).
 //!
 //! | key | value |
 //! |---|---|
@@ -34,7 +35,8 @@
 //! (`e` + event id -> seq, `v` + stream + version -> seq), and with the records gone they were
 //! most of what an append cost: intake spent 52-69 us of CPU per incident with them and 26-33
 //! without (`incident-bench --only intake`, 3 alternating pairs). Held in memory they cost
-//! about 24 bytes per event and 40 per stream, and a read of the record file on open.
+//! about 30-60 bytes per event and 50-90 per stream, and on open a read of the records the
+//! saved index does not cover.
 //!
 //! Format 2 (earlier builds) is this format with the `e` and `v` entries in sled; on open its
 //! marker is switched to this format, then the entries are removed. Format 1 kept each record

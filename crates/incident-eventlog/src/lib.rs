@@ -1,6 +1,6 @@
 //! `incident-eventlog`: each service's authoritative, append-only event log: records in an
 //! append-only record file, the head and the batch index in sled, the event id and stream
-//! indexes in memory (built from the records on open).
+//! indexes in memory (built from the records on open, saved with each snapshot).
 //!
 //! Owns the hash chain over the log's records, optimistic concurrency per stream (a stream is
 //! one incident), group-commit appends, replay, verification, named cursors (such as the

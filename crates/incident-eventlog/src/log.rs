@@ -1,5 +1,6 @@
 //! [`EventLog`]: the log on its record file and sled. Owns opening (running the checks in
-//! `checks`, moving a format-1 log over in `migrate`, building the index in `index`), the
+//! `checks`, moving a format-1 log over in `migrate`, loading and building the index in
+//! `index`, which is saved with each snapshot), the
 //! group-commit append, reads, full verification, cursors, processed ids and snapshots. The
 //! layout is in [`crate::layout`].
 //!
@@ -316,8 +317,9 @@ impl EventLog {
     /// Appends many requests as one group commit. Each request is checked on its own (a
     /// conflict in one fails only that one); requests for the same stream see the effect of
     /// earlier ones in the batch. The records of all accepted requests are written to the record
-    /// file in one write and synced, then their index entries and the new head in one atomic
-    /// sled batch, flushed once, before this returns. Results are in request order.
+    /// file in one write and synced, then the batch index entry, the processed ids and the new
+    /// head in one atomic sled batch, flushed once, then the records are added to the in-memory
+    /// index, before this returns. Results are in request order.
     pub fn append_batch(&self, reqs: Vec<AppendRequest>) -> Vec<Result<Appended, AppendError>> {
         self.inner.append_batch(reqs)
     }
@@ -404,7 +406,9 @@ impl EventLog {
         self.inner.set_cursor(name, seq)
     }
 
-    /// Stores a snapshot taken at `seq` under `name` with a sha256 checksum, and flushes.
+    /// Stores a snapshot taken at `seq` under `name` with a sha256 checksum, and flushes; then
+    /// saves the index beside the record file, so the next open reads only the records after
+    /// it (a failure to save the index is logged, not returned: the snapshot is stored).
     pub fn save_snapshot(&self, name: &str, seq: u64, bytes: &[u8]) -> Result<(), LogError> {
         self.inner.save_snapshot(name, seq, bytes)
     }
@@ -520,7 +524,8 @@ impl Inner {
     }
 
     fn stream_version(&self, stream: &str) -> Result<u64, LogError> {
-        Ok(self.index().version(index::key(stream)))
+        let upto = self.tip().head.seq;
+        Ok(self.index().version_upto(index::key(stream), upto))
     }
 
     /// The seq of the record holding `event_id` (key `id`) among the records up to `tip`: the
@@ -729,7 +734,7 @@ impl Inner {
         match failure {
             None => {
                 w.tip = tip;
-                self.index_mut().extend(&staging.entries);
+                self.index_mut().extend(&staging.entries, tip.head);
                 self.publish(tip);
             }
             Some(msg) => {
@@ -808,7 +813,11 @@ impl Inner {
             .insert(name.as_bytes(), layout::encode_snapshot(seq, bytes))
             .map_err(|e| self.storage("writing to", e))?;
         self.flush()?;
-        self.save_index()
+        // the snapshot is stored; without a saved index the next open only takes longer
+        if let Err(e) = self.save_index() {
+            tracing::warn!(log = %self.path.display(), error = %e, "could not save the index with the snapshot");
+        }
+        Ok(())
     }
 
     /// Saves the index beside the record file, so the next open reads only the records after
@@ -821,11 +830,14 @@ impl Inner {
         };
         let bytes = {
             let w = self.lock_writer();
-            if w.broken.is_some() {
+            let index = self.index();
+            if w.broken.is_some() || index.through() != w.tip.head {
                 return Ok(());
             }
-            self.index().encode(w.tip.head)
+            index.encode()
         };
+        // the head it covers must be durable before it is (after a failed flush it may not be)
+        self.flush()?;
         index::save(&self.path, &bytes).map_err(|e| self.storage("saving the index of", e))
     }
 
@@ -947,11 +959,7 @@ impl Inner {
                     ),
                 ));
             }
-            let version = usize::try_from(rec.version - 1).unwrap_or(usize::MAX);
-            let indexed = index
-                .seqs(index::key(&rec.stream), head.seq)
-                .get(version)
-                .copied();
+            let indexed = index.seq_at(index::key(&rec.stream), rec.version);
             if indexed != Some(rec.seq) {
                 return Err(damaged(
                     rec.seq,

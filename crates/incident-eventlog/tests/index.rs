@@ -7,7 +7,7 @@ use std::path::Path;
 
 use common::*;
 use incident_eventlog::layout;
-use incident_eventlog::{EventLog, ExpectedVersion};
+use incident_eventlog::{EventLog, ExpectedVersion, Options};
 
 /// Makes record 3 (event e3) carry event id e1, which record 1 holds: outside the hashed
 /// bytes, so only reading the record for the index finds it.
@@ -97,6 +97,31 @@ fn another_logs_saved_index_is_not_used() {
     )
     .unwrap();
     assert_indexed_as_c(dir.path(), 10);
+    // and it is removed, never to be read again once the log has grown past it
+    assert!(!dir.path().join(layout::INDEX_FILE).exists());
+}
+
+#[test]
+fn the_first_record_after_a_saved_index_must_link_to_its_last() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = EventLog::open(dir.path()).unwrap();
+        fill(&log, 10);
+        log.save_snapshot("state", 10, b"{}").unwrap();
+        log.append(req("a", ExpectedVersion::Any, &["e11"]))
+            .unwrap();
+        log.append(req("a", ExpectedVersion::Any, &["e12"]))
+            .unwrap();
+    }
+    // record 11's prev_hash no longer names record 10
+    let frame = frame_of(dir.path(), 11);
+    edit_file(dir.path(), |bytes| {
+        let at = frame.value_offset() as usize + 1 + 8 + 8;
+        bytes[at] ^= 0xff;
+    });
+    // found even with no tail verified on open
+    let e = EventLog::open_with(dir.path(), Options { verify_tail: 0 }).unwrap_err();
+    assert_eq!(e.damage().unwrap().seq, 11, "{e}");
 }
 
 #[test]
