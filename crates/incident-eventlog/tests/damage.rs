@@ -485,12 +485,7 @@ fn an_event_id_stored_twice_is_refused_on_open() {
     // the event id is outside the hashed bytes, so only the index sees the second e1
     let dir = tempfile::tempdir().unwrap();
     closed_log(dir.path(), 6);
-    let frame = frame_of(dir.path(), 3);
-    edit_file(dir.path(), |bytes| {
-        let value = &mut bytes[frame.value_offset() as usize..][..frame.len as usize];
-        let at = value.windows(2).position(|w| w == b"e3").unwrap();
-        value[at..at + 2].copy_from_slice(b"e1");
-    });
+    duplicate_e1_at_record_3(dir.path());
     let e = EventLog::open(dir.path()).unwrap_err();
     assert_eq!(damage(&e).seq, 3, "{e}");
     assert!(

@@ -9,17 +9,6 @@ use common::*;
 use incident_eventlog::layout;
 use incident_eventlog::{EventLog, ExpectedVersion, Options};
 
-/// Makes record 3 (event e3) carry event id e1, which record 1 holds: outside the hashed
-/// bytes, so only reading the record for the index finds it.
-fn duplicate_e1_at_record_3(dir: &Path) {
-    let frame = frame_of(dir, 3);
-    edit_file(dir, |bytes| {
-        let value = &mut bytes[frame.value_offset() as usize..][..frame.len as usize];
-        let at = value.windows(2).position(|w| w == b"e3").unwrap();
-        value[at..at + 2].copy_from_slice(b"e1");
-    });
-}
-
 #[test]
 fn a_saved_index_spares_open_reading_the_records_it_covers() {
     let dir = tempfile::tempdir().unwrap();
@@ -85,17 +74,24 @@ fn assert_indexed_as_c(dir: &Path, n: u64) {
         .unwrap();
 }
 
-#[test]
-fn another_logs_saved_index_is_not_used() {
+/// A log of `n` events of stream `c` holding the index saved by a log of 10 events of streams
+/// `a` and `b`.
+fn with_another_logs_index(n: u64) -> tempfile::TempDir {
     let other = tempfile::tempdir().unwrap();
     log_with(other.path(), None, 10, true);
     let dir = tempfile::tempdir().unwrap();
-    log_with(dir.path(), Some("c"), 10, false);
+    log_with(dir.path(), Some("c"), n, false);
     std::fs::copy(
         other.path().join(layout::INDEX_FILE),
         dir.path().join(layout::INDEX_FILE),
     )
     .unwrap();
+    dir
+}
+
+#[test]
+fn another_logs_saved_index_is_not_used() {
+    let dir = with_another_logs_index(10);
     assert_indexed_as_c(dir.path(), 10);
     // and it is removed, never to be read again once the log has grown past it
     assert!(!dir.path().join(layout::INDEX_FILE).exists());
@@ -126,15 +122,7 @@ fn the_first_record_after_a_saved_index_must_link_to_its_last() {
 
 #[test]
 fn a_saved_index_past_the_head_is_not_used() {
-    let other = tempfile::tempdir().unwrap();
-    log_with(other.path(), None, 10, true);
-    let dir = tempfile::tempdir().unwrap();
-    log_with(dir.path(), Some("c"), 4, false);
-    std::fs::copy(
-        other.path().join(layout::INDEX_FILE),
-        dir.path().join(layout::INDEX_FILE),
-    )
-    .unwrap();
+    let dir = with_another_logs_index(4);
     assert_indexed_as_c(dir.path(), 4);
 }
 

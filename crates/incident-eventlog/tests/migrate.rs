@@ -59,16 +59,9 @@ fn legacy_value(r: &Record) -> Vec<u8> {
     v
 }
 
-/// Writes `records` in `dir` the way a format-1 build did, with a processed id, a cursor and a
-/// snapshot.
-fn write_format_1(dir: &Path, records: &[Record]) {
-    let db = sled::open(dir).unwrap();
-    let mut meta = MAGIC.to_vec();
-    meta.push(layout::LEGACY_LOG_FORMAT);
-    db.insert(layout::META_KEY, meta).unwrap();
+/// The event id and stream index entries formats 1 and 2 kept in sled for `records`.
+fn index_in_sled(db: &sled::Db, records: &[Record]) {
     for r in records {
-        db.insert(layout::record_key(r.seq), legacy_value(r))
-            .unwrap();
         db.insert(
             layout::prefixed(layout::EVENT_ID, r.event_id.as_bytes()),
             &r.seq.to_be_bytes(),
@@ -80,6 +73,20 @@ fn write_format_1(dir: &Path, records: &[Record]) {
         )
         .unwrap();
     }
+}
+
+/// Writes `records` in `dir` the way a format-1 build did, with a processed id, a cursor and a
+/// snapshot.
+fn write_format_1(dir: &Path, records: &[Record]) {
+    let db = sled::open(dir).unwrap();
+    let mut meta = MAGIC.to_vec();
+    meta.push(layout::LEGACY_LOG_FORMAT);
+    db.insert(layout::META_KEY, meta).unwrap();
+    for r in records {
+        db.insert(layout::record_key(r.seq), legacy_value(r))
+            .unwrap();
+    }
+    index_in_sled(&db, records);
     let head = records.last().map(Head::from).unwrap_or(Head::GENESIS);
     db.insert(layout::HEAD_KEY, &layout::encode_legacy_head(&head)[..])
         .unwrap();
@@ -149,18 +156,7 @@ fn a_format_1_log_is_moved_to_the_record_file_with_all_it_holds() {
 /// entries in sled, and the format-2 marker.
 fn as_format_2(dir: &Path, records: &[Record]) {
     with_db(dir, |db| {
-        for r in records {
-            db.insert(
-                layout::prefixed(layout::EVENT_ID, r.event_id.as_bytes()),
-                &r.seq.to_be_bytes(),
-            )
-            .unwrap();
-            db.insert(
-                layout::stream_index_key(&r.stream, r.version).unwrap(),
-                &r.seq.to_be_bytes(),
-            )
-            .unwrap();
-        }
+        index_in_sled(db, records);
         let mut meta = MAGIC.to_vec();
         meta.push(layout::INDEXED_LOG_FORMAT);
         db.insert(layout::META_KEY, meta).unwrap();

@@ -102,3 +102,14 @@ pub fn replace_frame(dir: &Path, seq: u64, value: Option<&[u8]>) {
 pub fn stored_head(db: &sled::Db) -> (Head, u64) {
     layout::decode_head(&db.get(layout::HEAD_KEY).unwrap().expect("a head")).expect("a head")
 }
+
+/// Makes record 3 (event e3) carry event id e1, which record 1 holds: outside the hashed
+/// bytes, so only reading the record for the index finds it.
+pub fn duplicate_e1_at_record_3(dir: &Path) {
+    let frame = frame_of(dir, 3);
+    edit_file(dir, |bytes| {
+        let value = &mut bytes[frame.value_offset() as usize..][..frame.len as usize];
+        let at = value.windows(2).position(|w| w == b"e3").unwrap();
+        value[at..at + 2].copy_from_slice(b"e1");
+    });
+}
