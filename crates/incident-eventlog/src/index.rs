@@ -177,12 +177,26 @@ impl Index {
     /// Indexes the records after [`Index::through`] up to `head`, checking their links, that
     /// each is the next version of its stream and that no event id is stored twice.
     pub(crate) fn catch_up(&mut self, src: Source<'_>, head: Head) -> Result<(), LogError> {
-        if head.seq <= self.through.seq {
+        if head.seq < self.through.seq || (head.seq == self.through.seq && head != self.through) {
+            return Err(LogError::damaged(
+                src.path,
+                Damage::new(
+                    self.through.seq,
+                    format!(
+                        "the index ends at it, but the log's head is record {}",
+                        head.seq
+                    ),
+                ),
+            ));
+        }
+        if head.seq == self.through.seq {
             return Ok(());
         }
         let from = self.through.seq + 1;
-        self.events
-            .reserve(usize::try_from(head.seq - self.through.seq).unwrap_or(0));
+        // no more records than frames fit in the file: a forged head cannot make this huge
+        let fit = src.end / (layout::FRAME_HEADER_LEN + layout::RECORD_HEADER_LEN) as u64;
+        let n = (head.seq - self.through.seq).min(fit);
+        self.events.reserve(usize::try_from(n).unwrap_or(0));
         // the first record must follow the last one indexed
         let mut records = Records::new(src, from, head.seq, Some(self.through), false);
         let damaged = |seq, reason: String| LogError::damaged(src.path, Damage::new(seq, reason));
@@ -365,25 +379,47 @@ pub(crate) fn load(src: Source<'_>, tip: Head) -> Index {
                 through.seq, tip.seq
             ));
         }
-        if through.seq > 0 {
-            let held = Records::new(src, through.seq, through.seq, None, false)
-                .step_with(|r| r.hash)
-                .map_err(|e| e.to_string())?;
-            if held != through.hash {
-                return Err(format!(
-                    "record {} of this log is not the one it was saved at",
-                    through.seq
-                ));
-            }
+        if through.seq == 0 {
+            return if through.hash == Head::GENESIS.hash {
+                Ok(index)
+            } else {
+                Err("it covers no record but names a hash".into())
+            };
+        }
+        // the record it ends at: the same hash (the same events up to it), and the same event
+        // id, stream and version (which the hash does not cover) as the index says
+        let (hash, fits) = Records::new(src, through.seq, through.seq, None, false)
+            .step_with(|r| {
+                let fits = index.event(key(r.event_id)) == Some(r.seq)
+                    && index.seq_at(key(r.stream), r.version) == Some(r.seq);
+                (r.hash, fits)
+            })
+            .map_err(|e| e.to_string())?;
+        if hash != through.hash || !fits {
+            return Err(format!(
+                "record {} of this log is not the one it was saved at",
+                through.seq
+            ));
         }
         Ok(index)
     });
     checked.unwrap_or_else(|reason| {
         tracing::warn!(log = %src.path.display(), reason, "the saved index cannot be used; indexing every record");
-        // never read again, even once the log has grown past it
-        if let Err(e) = std::fs::remove_file(&path) {
-            tracing::warn!(log = %src.path.display(), error = %e, "could not remove the saved index that cannot be used");
-        }
+        discard(src.path);
         Index::default()
     })
+}
+
+/// Removes the saved index in `dir` (never to be read again, even once the log has grown past
+/// the record it ends at), and syncs the folder.
+pub(crate) fn discard(dir: &Path) {
+    let removed = std::fs::remove_file(dir.join(layout::INDEX_FILE))
+        .or_else(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Ok(()),
+            _ => Err(e),
+        })
+        .and_then(|()| std::fs::File::open(dir)?.sync_all());
+    if let Err(e) = removed {
+        tracing::warn!(log = %dir.display(), error = %e, "could not remove the saved index that cannot be used");
+    }
 }

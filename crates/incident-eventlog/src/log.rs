@@ -279,7 +279,17 @@ impl EventLog {
         // the index saved with the last snapshot, then the records after it
         let mut index = index::load(src, tip.head);
         let saved = index.len().0;
-        index.catch_up(src, tip.head)?;
+        if let Err(e) = index.catch_up(src, tip.head) {
+            if saved == 0 {
+                return Err(e);
+            }
+            // the records after the saved index do not follow it: read them all instead, so a
+            // saved index that does not fit never stops a sound log from opening
+            tracing::warn!(log = %path.display(), error = %e, "the records after the saved index do not follow it; indexing every record");
+            index::discard(path);
+            index = Index::default();
+            index.catch_up(src, tip.head)?;
+        }
         if tip.head.seq >= INDEX_LOG_THRESHOLD {
             tracing::info!(
                 log = %path.display(),
@@ -528,16 +538,15 @@ impl Inner {
         Ok(self.index().version_upto(index::key(stream), upto))
     }
 
-    /// The seq of the record holding `event_id` (key `id`) among the records up to `tip`: the
-    /// index names a record, and that record holds this event id.
+    /// `seq` (what the index names for `event_id`) if it is among the records up to `tip` and
+    /// that record holds this event id.
     fn holds_event(
         &self,
-        index: &Index,
+        seq: Option<u64>,
         tip: Tip,
-        id: Key,
         event_id: &str,
     ) -> Result<Option<u64>, LogError> {
-        let Some(seq) = index.event(id).filter(|s| *s <= tip.head.seq) else {
+        let Some(seq) = seq.filter(|s| *s <= tip.head.seq) else {
             return Ok(None);
         };
         let held = self
@@ -573,7 +582,7 @@ impl Inner {
             let id = index::key(&e.id);
             // (within a batch, equal keys count as equal ids)
             let staged = staging.ids.contains(&id) || !ids.insert(id);
-            let duplicate = staged || self.holds_event(index, tip, id, &e.id)?.is_some();
+            let duplicate = staged || self.holds_event(index.event(id), tip, &e.id)?.is_some();
             if duplicate {
                 return Err(AppendError::DuplicateEventId(e.id.clone()));
             }
@@ -776,7 +785,9 @@ impl Inner {
 
     fn seq_of_event(&self, event_id: &str) -> Result<Option<u64>, LogError> {
         let tip = self.tip();
-        self.holds_event(&self.index(), tip, index::key(event_id), event_id)
+        // the seq copied out: the record is read without holding the index
+        let seq = self.index().event(index::key(event_id));
+        self.holds_event(seq, tip, event_id)
     }
 
     fn is_processed(&self, input_id: &str) -> Result<bool, LogError> {
