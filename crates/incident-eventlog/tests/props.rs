@@ -239,6 +239,37 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// The index saved with snapshots taken at random points, and reopening at random points,
+    /// answer appends (versions, duplicates) and reads exactly as the model says.
+    #[test]
+    fn snapshots_and_reopens_keep_the_index_exact(
+        batches in prop::collection::vec((prop::collection::vec(req_spec(), 1..5), 0u8..4), 1..8),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = EventLog::open(dir.path()).unwrap();
+        let mut model = Model::default();
+        for (batch, then) in &batches {
+            let (reqs, outcomes): (Vec<_>, Vec<_>) = batch.iter().map(|s| model.step(s)).unzip();
+            prop_assert_eq!(log.append_batch(reqs), outcomes);
+            // 1: a snapshot; 2: a reopen; 3: both
+            if then % 2 == 1 {
+                log.save_snapshot("state", log.head().seq, b"{}").unwrap();
+            }
+            if *then >= 2 {
+                drop(log);
+                log = EventLog::open(dir.path()).unwrap();
+            }
+        }
+        model.check(&log);
+        drop(log);
+        let log = EventLog::open(dir.path()).unwrap();
+        model.check(&log);
+    }
+}
+
 #[test]
 fn concurrent_appends_to_different_streams_all_land() {
     const THREADS: usize = 4;
