@@ -301,14 +301,25 @@ impl Index {
             ..Index::default()
         };
         let cap = |n: u64, each: usize| usize::try_from(n).unwrap_or(0).min(bytes.len() / each);
+        // each entry takes 24 bytes: a count the file cannot hold is refused before anything
+        // is allocated for it
+        if seq > (bytes.len() / 24) as u64 {
+            return Err(format!(
+                "it says it covers {seq} records, more than it can hold"
+            ));
+        }
         index.events.reserve(cap(events, 24));
+        // every record 1..=seq must be named exactly once among the events, and once among the
+        // streams
+        let mut named = Named::new(seq);
         for _ in 0..events {
             let k = u128::from_be_bytes(take(16)?.try_into().map_err(|_| "it ends early")?);
             let s = u64_(take(8)?);
-            if s == 0 || s > seq || index.events.insert(k, s).is_some() {
+            if !named.first_time(s) || index.events.insert(k, s).is_some() {
                 return Err(format!("an event entry is out of place (record {s})"));
             }
         }
+        let mut named = Named::new(seq);
         index.streams.reserve(cap(streams, 28));
         let mut total = 0u64;
         for _ in 0..streams {
@@ -321,7 +332,7 @@ impl Index {
             let mut last = 0;
             for _ in 0..n {
                 let s = u64_(take(8)?);
-                if s <= last || s > seq {
+                if s <= last || !named.first_time(s) {
                     return Err(format!("a stream entry is out of order (record {s})"));
                 }
                 last = s;
@@ -343,6 +354,32 @@ impl Index {
             ));
         }
         Ok(index)
+    }
+}
+
+/// Which of the records `1..=n` were named already.
+struct Named {
+    bits: Vec<u64>,
+    n: u64,
+}
+
+impl Named {
+    fn new(n: u64) -> Self {
+        Named {
+            bits: vec![0; usize::try_from(n.div_ceil(64)).unwrap_or(0)],
+            n,
+        }
+    }
+
+    /// Whether `seq` is one of the records and not named before; names it.
+    fn first_time(&mut self, seq: u64) -> bool {
+        if seq == 0 || seq > self.n {
+            return false;
+        }
+        let (word, bit) = (((seq - 1) / 64) as usize, (seq - 1) % 64);
+        let fresh = self.bits[word] & (1 << bit) == 0;
+        self.bits[word] |= 1 << bit;
+        fresh
     }
 }
 
@@ -421,5 +458,67 @@ pub(crate) fn discard(dir: &Path) {
         .and_then(|()| std::fs::File::open(dir)?.sync_all());
     if let Err(e) = removed {
         tracing::warn!(log = %dir.display(), error = %e, "could not remove the saved index that cannot be used");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Index {
+        let mut index = Index::default();
+        let entries: Vec<Entry> = (1..=5u64)
+            .map(|seq| Entry {
+                seq,
+                stream: key(if seq % 2 == 1 { "a" } else { "b" }),
+                event: key(&format!("e{seq}")),
+            })
+            .collect();
+        index.extend(
+            &entries,
+            Head {
+                seq: 5,
+                hash: [7; 32],
+            },
+        );
+        index
+    }
+
+    /// `bytes` with its checksum made right again after an edit.
+    fn resealed(mut bytes: Vec<u8>) -> Vec<u8> {
+        let body = bytes.len() - 16;
+        let sum = xxhash_rust::xxh3::xxh3_128(&bytes[..body]);
+        bytes[body..].copy_from_slice(&sum.to_be_bytes());
+        bytes
+    }
+
+    #[test]
+    fn a_saved_index_round_trips() {
+        let index = sample();
+        assert_eq!(Index::decode(&index.encode()).unwrap(), index);
+        assert_eq!(index.version(key("a")), 3);
+        assert_eq!(index.seq_at(key("b"), 2), Some(4));
+        assert_eq!(index.version_upto(key("a"), 4), 2);
+    }
+
+    #[test]
+    fn a_saved_index_naming_a_record_twice_is_refused_even_with_a_right_checksum() {
+        let bytes = sample().encode();
+        let events_at = SAVED_MAGIC.len() + 8 + 32 + 8 + 8;
+        // the first event entry's seq made the second's
+        let mut twice = bytes.clone();
+        let first = events_at + 16;
+        let second = events_at + 24 + 16;
+        let other: [u8; 8] = twice[second..second + 8].try_into().unwrap();
+        twice[first..first + 8].copy_from_slice(&other);
+        let e = Index::decode(&resealed(twice)).unwrap_err();
+        assert!(e.contains("out of place"), "{e}");
+        // a count of records the file cannot hold
+        let mut huge = bytes;
+        for at in [SAVED_MAGIC.len(), SAVED_MAGIC.len() + 8 + 32] {
+            huge[at..at + 8].copy_from_slice(&(1u64 << 40).to_be_bytes());
+        }
+        let e = Index::decode(&resealed(huge)).unwrap_err();
+        assert!(e.contains("more than it can hold"), "{e}");
     }
 }
