@@ -151,6 +151,59 @@ async fn sigterm_stops_cleanly_and_keeps_everything() {
     assert_eq!(got["title"], "Disk full");
 }
 
+/// `incidentctl open` of a low-priority incident titled `title`; its id.
+fn open_low(url: &str, title: &str) -> String {
+    let inc = ctl_ok(
+        url,
+        &[
+            "open",
+            "--title",
+            title,
+            "--service",
+            "db",
+            "--impact",
+            "low",
+            "--urgency",
+            "low",
+        ],
+    );
+    inc["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_start_from_the_saved_index_then_a_kill9_keeps_every_incidents_version() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("intake");
+    let mut intake = start_intake(&nats, &data);
+    let a = open_low(&intake.grpc_url(), "Saved with the snapshot");
+    // a clean stop writes the snapshot and, beside the records, the index
+    intake
+        .terminate(Duration::from_secs(10))
+        .expect("clean stop");
+    assert!(data.join("log").join("index").exists());
+
+    // the next start reads the index, not the records it covers; what follows is appended
+    // after it, and the process is killed
+    let mut intake = start_intake(&nats, &data);
+    let url = intake.grpc_url();
+    ctl_ok(&url, &["ack", &a]);
+    let b = open_low(&url, "Opened after the saved index");
+    intake.kill9();
+
+    // every command below needs the incident's exact version in the log's index: a version
+    // the index missed or invented would refuse it as a conflict
+    let intake = start_intake(&nats, &data);
+    let url = intake.grpc_url();
+    assert_eq!(ctl_ok(&url, &["get", &a])["status"], "acknowledged");
+    ctl_ok(&url, &["resolve", &a, "--note", "done"]);
+    ctl_ok(&url, &["ack", &b]);
+    ctl_ok(&url, &["resolve", &b, "--note", "done"]);
+    for id in [&a, &b] {
+        assert_eq!(ctl_ok(&url, &["get", id])["status"], "resolved");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_damaged_log_stops_the_start_with_a_clear_message() {
     let nats = NatsServer::start();
