@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use incident_e2e::{ctl, ctl_ok, start_intake, stream_events, types};
+use incident_e2e::{ctl, ctl_ok, open_incident, start_intake, stream_events, types};
 use incident_testkit::NatsServer;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -151,32 +151,13 @@ async fn sigterm_stops_cleanly_and_keeps_everything() {
     assert_eq!(got["title"], "Disk full");
 }
 
-/// `incidentctl open` of a low-priority incident titled `title`; its id.
-fn open_low(url: &str, title: &str) -> String {
-    let inc = ctl_ok(
-        url,
-        &[
-            "open",
-            "--title",
-            title,
-            "--service",
-            "db",
-            "--impact",
-            "low",
-            "--urgency",
-            "low",
-        ],
-    );
-    inc["id"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_start_from_the_saved_index_then_a_kill9_keeps_every_incidents_version() {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("intake");
     let mut intake = start_intake(&nats, &data);
-    let a = open_low(&intake.grpc_url(), "Saved with the snapshot");
+    let a = open_incident(&intake.grpc_url(), "Saved with the snapshot", "low");
     // a clean stop writes the snapshot and, beside the records, the index
     intake
         .terminate(Duration::from_secs(10))
@@ -188,7 +169,7 @@ async fn a_start_from_the_saved_index_then_a_kill9_keeps_every_incidents_version
     let mut intake = start_intake(&nats, &data);
     let url = intake.grpc_url();
     ctl_ok(&url, &["ack", &a]);
-    let b = open_low(&url, "Opened after the saved index");
+    let b = open_incident(&url, "Opened after the saved index", "low");
     intake.kill9();
 
     // every command below needs the incident's exact version in the log's index: a version

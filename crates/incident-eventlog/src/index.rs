@@ -6,7 +6,7 @@
 //! of the CPU an incident cost intake. Each snapshot saves them beside the record file
 //! ([`layout::INDEX_FILE`], checksummed, naming the seq and hash of the last record they
 //! cover); opening loads that file if it fits the log (its last record is in the log with that
-//! hash) and reads only the records after it, links checked from the saved last record on, each
+//! hash, event id, stream and version) and reads only the records after it, links checked from the saved last record on, each
 //! the next version of its stream, no event id twice. Without a saved index, or with one that
 //! does not fit (it is then removed), opening reads every record. Like the sled index of
 //! earlier builds, a saved index is not checked against the records it covers on open;
@@ -14,8 +14,7 @@
 //!
 //! Names are keyed by their 128-bit xxh3 hash, which keeps an entry at 24 bytes for an event
 //! and about 40 for a stream whatever the names' lengths (30-60 and 50-90 with the hash maps'
-//! free slots). What the keys are used for is checked
-//! against the records where it matters: [`Index::event`]'s answer is confirmed by reading the
+//! free slots). What the keys are used for is checked against the records where it matters: [`Index::event`]'s answer is confirmed by reading the
 //! record it names before the log reports a seq or refuses an append as a duplicate, and a
 //! stream's records are checked to be of that stream as they are read. (Two different names
 //! with one key, about one chance in 10^26 for a million names, would make opening report the
@@ -300,15 +299,14 @@ impl Index {
             through: Head { seq, hash },
             ..Index::default()
         };
-        let cap = |n: u64, each: usize| usize::try_from(n).unwrap_or(0).min(bytes.len() / each);
-        // each entry takes 24 bytes: a count the file cannot hold is refused before anything
-        // is allocated for it
-        if seq > (bytes.len() / 24) as u64 {
+        // each event entry takes 24 bytes, and each stream holds a record: counts the file
+        // cannot hold are refused before anything is allocated for them
+        if seq > (bytes.len() / 24) as u64 || streams > seq {
             return Err(format!(
-                "it says it covers {seq} records, more than it can hold"
+                "it says it covers {seq} records of {streams} streams, more than it can hold"
             ));
         }
-        index.events.reserve(cap(events, 24));
+        index.events.reserve(seq as usize);
         // every record 1..=seq must be named exactly once among the events, and once among the
         // streams
         let mut named = Named::new(seq);
@@ -320,7 +318,7 @@ impl Index {
             }
         }
         let mut named = Named::new(seq);
-        index.streams.reserve(cap(streams, 28));
+        index.streams.reserve(streams as usize);
         let mut total = 0u64;
         for _ in 0..streams {
             let k = u128::from_be_bytes(take(16)?.try_into().map_err(|_| "it ends early")?);

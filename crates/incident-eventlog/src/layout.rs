@@ -33,8 +33,8 @@
 //!
 //! Why the event id and stream indexes are not in sled either: they were two inserts per event
 //! (`e` + event id -> seq, `v` + stream + version -> seq), and with the records gone they were
-//! most of what an append cost: intake spent 52-69 us of CPU per incident with them and 26-33
-//! without (`incident-bench --only intake`, 3 alternating pairs). Held in memory they cost
+//! most of what an append cost: intake spent 50-72 us of CPU per incident with them and 27-36
+//! with the index in memory (`incident-bench --quick --only intake`, 3 alternating pairs). Held in memory they cost
 //! about 30-60 bytes per event and 50-90 per stream, and on open a read of the records the
 //! saved index does not cover.
 //!

@@ -1,8 +1,7 @@
 //! [`EventLog`]: the log on its record file and sled. Owns opening (running the checks in
 //! `checks`, moving a format-1 log over in `migrate`, loading and building the index in
-//! `index`, which is saved with each snapshot), the
-//! group-commit append, reads, full verification, cursors, processed ids and snapshots. The
-//! layout is in [`crate::layout`].
+//! `index`, which is saved with each snapshot), the group-commit append, reads, full
+//! verification, cursors, processed ids and snapshots. The layout is in [`crate::layout`].
 //!
 //! Appends are serialized by one mutex (the writer). The writer keeps the head and the end of
 //! the record file equal to what sled holds; after a failed write or flush it re-reads them.
@@ -577,9 +576,9 @@ impl Inner {
                 expected,
                 actual: current,
             })?;
-        let mut ids = HashSet::with_capacity(req.events.len());
-        for e in &req.events {
-            let id = index::key(&e.id);
+        let keys: Vec<Key> = req.events.iter().map(|e| index::key(&e.id)).collect();
+        let mut ids = HashSet::with_capacity(keys.len());
+        for (e, &id) in req.events.iter().zip(&keys) {
             // (within a batch, equal keys count as equal ids)
             let staged = staging.ids.contains(&id) || !ids.insert(id);
             let duplicate = staged || self.holds_event(index.event(id), tip, &e.id)?.is_some();
@@ -603,7 +602,7 @@ impl Inner {
         let mut version = current;
         let frames_before = staging.frames.len();
         let entries_before = staging.entries.len();
-        for e in &req.events {
+        for (e, &event) in req.events.iter().zip(&keys) {
             let seq = head.seq + 1;
             version += 1;
             let hash = chain_hash(&head.hash, &e.bytes);
@@ -628,7 +627,7 @@ impl Inner {
             staging.entries.push(Entry {
                 seq,
                 stream: stream_key,
-                event: index::key(&e.id),
+                event,
             });
             head = Head { seq, hash };
         }
@@ -832,8 +831,7 @@ impl Inner {
     }
 
     /// Saves the index beside the record file, so the next open reads only the records after
-    /// it. Appends wait while it is encoded (about 20 ms per million events), not while it is
-    /// written.
+    /// it. Appends wait while it is encoded, not while it is written.
     fn save_index(&self) -> Result<(), LogError> {
         let _one = match self.saving.lock() {
             Ok(g) => g,
