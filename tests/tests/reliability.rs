@@ -96,6 +96,19 @@ async fn client(
     }
 }
 
+/// The durable consumer intake pulls the intake subject with, once intake has created it.
+async fn intake_consumer(
+    stream: &async_nats::jetstream::stream::Stream,
+) -> async_nats::jetstream::consumer::PullConsumer {
+    for _ in 0..100 {
+        if let Ok(c) = stream.get_consumer("incident-intake").await {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("intake did not create its consumer within 10 s");
+}
+
 /// A kill -9 while intake consumes the intake subject leaves messages taken and not acked, some
 /// of them already recorded. Each published message still opens exactly one incident.
 #[tokio::test(flavor = "multi_thread")]
@@ -130,12 +143,25 @@ async fn kill9_of_intake_while_it_consumes_the_intake_subject_loses_and_repeats_
         })
     };
     let stream = js.get_stream("INCIDENT_INTAKE").await.unwrap();
+    // kill while intake holds taken messages: it may keep up with the publisher, so each kill
+    // waits (up to 3 s) for messages in flight; at least two kills, more until one left some
     let mut left_pending = Vec::new();
-    for _ in 0..2 {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+    while left_pending.len() < 2 || (left_pending.iter().all(|n| *n == 0) && left_pending.len() < 6)
+    {
+        let mut consumer = intake_consumer(&stream).await;
+        // messages taken past the last kill's, and some of them in flight
+        let progress = ((left_pending.len() as u64 + 1) * 500).min(N as u64 - 1);
+        for _ in 0..600 {
+            let info = consumer.info().await.unwrap();
+            if info.delivered.stream_sequence >= progress && info.num_ack_pending > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // the later kills give intake a moment to record some of what it took
+        let round = left_pending.len() as u64;
+        tokio::time::sleep(Duration::from_millis(round % 3 * 15)).await;
         k.intake.kill9();
-        let mut consumer: async_nats::jetstream::consumer::PullConsumer =
-            stream.get_consumer("incident-intake").await.unwrap();
         left_pending.push(consumer.info().await.unwrap().num_ack_pending);
         k.restart();
     }
@@ -145,8 +171,7 @@ async fn kill9_of_intake_while_it_consumes_the_intake_subject_loses_and_repeats_
         "a kill left messages taken and not acked: {left_pending:?}"
     );
 
-    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
-        stream.get_consumer("incident-intake").await.unwrap();
+    let mut consumer = intake_consumer(&stream).await;
     let mut acked = false;
     for _ in 0..300 {
         let info = consumer.info().await.unwrap();
