@@ -172,6 +172,11 @@ async fn kill9_of_intake_while_it_consumes_the_intake_subject_loses_and_repeats_
     );
 
     let mut consumer = intake_consumer(&stream).await;
+    // intake acks cumulatively: one ack covers every message before it
+    assert_eq!(
+        consumer.info().await.unwrap().config.ack_policy,
+        async_nats::jetstream::consumer::AckPolicy::All
+    );
     let mut acked = false;
     for _ in 0..300 {
         let info = consumer.info().await.unwrap();

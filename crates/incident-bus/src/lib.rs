@@ -4,6 +4,7 @@
 
 pub mod connect;
 pub mod consumer;
+pub mod floor;
 pub mod rebuild;
 pub mod relay;
 pub mod streams;

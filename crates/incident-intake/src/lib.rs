@@ -330,6 +330,9 @@ pub async fn run(
             // each handler submits to the processor on its first poll, in stream order, so the
             // order holds while up to a batch of messages waits for one group commit
             spec.concurrency = processor::MAX_BATCH;
+            // one ack per run of recorded messages, not one each: the intake stream's
+            // sequences reach this unfiltered consumer without holes (no deletes, no limits)
+            spec.cumulative_ack = true;
             consumer::run(
                 js,
                 spec,
