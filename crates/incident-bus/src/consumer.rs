@@ -8,12 +8,18 @@
 //! Acks are explicit (one per message) unless the spec asks for cumulative acks
 //! ([`ConsumerSpec::cumulative_ack`], JetStream `AckPolicy::All`): then one ack covers every
 //! earlier message, and it is sent only on a message below which every stream sequence was
-//! handled (see [`crate::floor`]). A retried message holds the floor until it is handled; a
-//! hole that stays open (a delivery lost with a connection, a message the server stopped
-//! redelivering) is read from the stream by its sequence and handled like a delivery; a
-//! dead-lettered message counts as handled once its dead letter is stored, and is acked, not
-//! terminated (a terminate would cover the messages before it too). An existing consumer keeps
-//! the ack policy it was created with, and is consumed by that policy.
+//! handled (see [`crate::floor`]). A retried message holds the floor until it is handled. When
+//! the lowest unhandled sequence stays open for [`HOLE_WAIT`] (a delivery lost with a
+//! connection, one taken by a process that was killed, one the server stopped redelivering),
+//! the consumer asks the stream what it holds: sequences it no longer has (below its first
+//! sequence, or deleted) are passed over, and every other open one below the highest delivered
+//! is read by its sequence and handled like a delivery. A redelivery of a message already
+//! handled is not handled again. A dead-lettered message counts as handled once its dead letter
+//! is stored, and is acked, not terminated (a terminate would cover the messages before it
+//! too). An existing consumer keeps the ack policy it was created with, and is consumed by
+//! that policy. A consumer or stream created again while the process runs is a new
+//! generation: deliveries of an earlier consumer are not acked on the new one, and what was
+//! handled of an earlier stream is forgotten.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -115,9 +121,22 @@ pub enum Handled {
 }
 
 /// How long the lowest unhandled sequence may stay open, with later ones delivered, before a
-/// cumulative consumer reads it from the stream by its sequence (a redelivery comes after the
-/// first backoff step, 1 s by default).
+/// cumulative consumer looks for it: a redelivery comes after the first backoff step (1 s by
+/// default); after this wait the missing messages are read from the stream by sequence.
 pub const HOLE_WAIT: Duration = Duration::from_secs(5);
+
+/// Most missing messages read by sequence at once.
+const MAX_READS: usize = 256;
+
+/// Which stream and consumer a delivery came from. A stream or consumer created again while
+/// this process runs starts a new generation: an ack subject from an older consumer must not
+/// be used (under `AckPolicy::All` it would cover the new one's messages), and what was handled
+/// of an older stream says nothing about the new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Generation {
+    stream: u64,
+    consumer: u64,
+}
 
 /// Consumes until `shutdown` turns true. Up to `spec.concurrency` messages are in flight at
 /// once: each handler is started (polled for the first time) as its message arrives, in stream
@@ -137,6 +156,8 @@ pub async fn run<H, Fut>(
     let mut in_flight = FuturesUnordered::new();
     let mut failures = 0u32;
     let mut cumulative: Option<Cumulative> = None;
+    let mut generation = Generation::default();
+    let mut created: Option<(jetstream::stream::Info, jetstream::consumer::Info)> = None;
     'consume: while !*shutdown.borrow() {
         let opened = match open(&js, &spec).await {
             Ok(o) => o,
@@ -154,10 +175,25 @@ pub async fn run<H, Fut>(
         let Opened {
             messages,
             stream,
-            ack_all,
-            ack_floor,
+            consumer_info,
         } = opened;
-        if ack_all {
+        let stream_info = stream.cached_info().clone();
+        if let Some((s, c)) = &created {
+            if s.created != stream_info.created {
+                tracing::warn!(stream = %spec.stream, "the stream was created again; starting from its consumer's ack floor");
+                generation.stream += 1;
+                generation.consumer += 1;
+                cumulative = None;
+            } else if c.created != consumer_info.created {
+                tracing::warn!(durable = %spec.durable, "the consumer was created again; earlier deliveries are not acked");
+                generation.consumer += 1;
+                if let Some(c) = cumulative.as_mut() {
+                    c.floor.forget_ack_subjects();
+                }
+            }
+        }
+        let ack_floor = consumer_info.ack_floor.stream_sequence;
+        if consumer_info.config.ack_policy == AckPolicy::All {
             let stream = Arc::new(stream);
             let c = cumulative.get_or_insert_with(|| {
                 Cumulative::new(ack_floor, spec.backoff.clone(), stream.clone())
@@ -167,6 +203,7 @@ pub async fn run<H, Fut>(
         } else {
             cumulative = None;
         }
+        created = Some((stream_info, consumer_info));
         tokio::pin!(messages);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
@@ -175,22 +212,31 @@ pub async fn run<H, Fut>(
                 // stopping (or the sender is gone, which means the same)
                 r = shutdown.changed() => if r.is_err() { break 'consume } else { break },
                 Some(settled) = in_flight.next(), if !in_flight.is_empty() => {
+                    settle(&mut cumulative, generation, settled).await;
+                    // every outcome ready now, then one ack for all of them
+                    while let Some(Some(s)) = in_flight.next().now_or_never() {
+                        settle(&mut cumulative, generation, s).await;
+                    }
                     if let Some(c) = cumulative.as_mut() {
-                        c.settle(settled).await;
-                        // every outcome ready now, then one ack for all of them
-                        while let Some(Some(s)) = in_flight.next().now_or_never() {
-                            c.settle(s).await;
-                        }
                         c.ack().await;
                     }
                     continue;
                 }
                 _ = tick.tick(), if cumulative.is_some() => {
-                    if let Some(c) = cumulative.as_mut()
-                        && let Some((seq, attempt)) = c.hole_to_read(Instant::now())
-                    {
-                        let read = Source::Read { stream: c.stream.clone(), seq, attempt };
-                        in_flight.push(Box::pin(handle(&js, &spec, read, true, &handler)));
+                    let Some(c) = cumulative.as_mut() else { continue };
+                    if !c.hole_due(Instant::now()) {
+                        continue;
+                    }
+                    match c.find_holes(&spec, &created).await {
+                        Ok(reads) => {
+                            c.ack().await;
+                            for (seq, attempt) in reads {
+                                let read = Source::Read { stream: c.stream.clone(), seq, attempt };
+                                in_flight.push(Box::pin(handle(&js, &spec, read, generation, &handler)));
+                            }
+                        }
+                        // the stream changed under the consumer: open it again
+                        Err(Reopen) => break,
                     }
                     continue;
                 }
@@ -204,18 +250,21 @@ pub async fn run<H, Fut>(
                 }
                 None => break,
             };
-            if let Some(c) = cumulative.as_mut()
-                && let Ok(info) = msg.info()
-            {
+            if let Some(c) = cumulative.as_mut() {
+                let Ok(info) = msg.info() else {
+                    // no stream sequence to place it by: its ack would cover what it cannot name
+                    tracing::warn!(durable = %spec.durable, reply = ?msg.reply, "a delivery without a JetStream ack subject; ignored");
+                    continue;
+                };
                 let seq = info.stream_sequence;
+                if c.running.contains(&seq) {
+                    // delivered again while its handling runs: that handling settles it
+                    continue;
+                }
                 if c.floor.is_handled(seq) {
                     // delivered again while the floor was held below it: handled already
-                    c.settle(Settled {
-                        seq,
-                        msg: Some(msg),
-                        handled: true,
-                    })
-                    .await;
+                    c.settle(seq, Some(msg), Outcome::Done).await;
+                    c.ack().await;
                     continue;
                 }
                 c.started(seq);
@@ -224,7 +273,7 @@ pub async fn run<H, Fut>(
                 &js,
                 &spec,
                 Source::Delivered(msg),
-                cumulative.is_some(),
+                generation,
                 &handler,
             ));
             // the first poll happens here, in stream order; the rest in the window
@@ -236,8 +285,8 @@ pub async fn run<H, Fut>(
             match first {
                 std::task::Poll::Pending => in_flight.push(handling),
                 std::task::Poll::Ready(settled) => {
+                    settle(&mut cumulative, generation, settled).await;
                     if let Some(c) = cumulative.as_mut() {
-                        c.settle(settled).await;
                         c.ack().await;
                     }
                 }
@@ -247,9 +296,7 @@ pub async fn run<H, Fut>(
     // what is in flight finishes (or is redelivered later if it cannot within the grace)
     let drain = async {
         while let Some(settled) = in_flight.next().await {
-            if let Some(c) = cumulative.as_mut() {
-                c.settle(settled).await;
-            }
+            settle(&mut cumulative, generation, settled).await;
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
@@ -258,14 +305,11 @@ pub async fn run<H, Fut>(
     }
 }
 
-/// An opened consumer: its messages, its stream, and how it acks.
+/// An opened consumer: its messages, its stream and what the server says of the consumer.
 struct Opened {
     messages: pull::Stream,
     stream: jetstream::stream::Stream,
-    /// The consumer acks cumulatively (`AckPolicy::All`).
-    ack_all: bool,
-    /// The server's ack floor (a stream sequence) when it was opened.
-    ack_floor: u64,
+    consumer_info: jetstream::consumer::Info,
 }
 
 async fn open(js: &jetstream::Context, spec: &ConsumerSpec) -> Result<Opened, async_nats::Error> {
@@ -274,9 +318,7 @@ async fn open(js: &jetstream::Context, spec: &ConsumerSpec) -> Result<Opened, as
         .get_or_create_consumer(&spec.durable, spec.config())
         .await?;
     // an existing consumer keeps the policy it was created with
-    let info = consumer.info().await?;
-    let ack_all = info.config.ack_policy == AckPolicy::All;
-    let ack_floor = info.ack_floor.stream_sequence;
+    let consumer_info = consumer.info().await?.clone();
     let messages = consumer
         .stream()
         .max_messages_per_batch(spec.concurrency.clamp(1, 1024))
@@ -287,8 +329,7 @@ async fn open(js: &jetstream::Context, spec: &ConsumerSpec) -> Result<Opened, as
     Ok(Opened {
         messages,
         stream,
-        ack_all,
-        ack_floor,
+        consumer_info,
     })
 }
 
@@ -306,7 +347,7 @@ pub fn delivery_id(stream: &str, headers: Option<&HeaderMap>, stream_sequence: u
 enum Source {
     /// Delivered by the consumer.
     Delivered(jetstream::Message),
-    /// A hole below the handled sequences, read from the stream by its sequence; `attempt`
+    /// Missing below the handled sequences, read from the stream by its sequence; `attempt`
     /// counts the reads of it.
     Read {
         stream: Arc<jetstream::stream::Stream>,
@@ -316,28 +357,46 @@ enum Source {
 }
 
 /// What became of one message.
-struct Settled {
-    seq: u64,
-    /// The delivery to ack with; `None` for a message read by sequence.
-    msg: Option<jetstream::Message>,
-    /// Its handling finished: recorded, seen before, dead-lettered, or not in the stream.
-    handled: bool,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Recorded, or seen before: ack it.
+    Done,
+    /// Dead-lettered, its dead letter stored: terminate it (explicit acks) or count it handled.
+    DeadLettered,
+    /// A passing failure: ask for a redelivery after this delay.
+    Retry(Duration),
+    /// Not handled, nothing to send (a dead letter not stored, a read that failed): it comes
+    /// back after the ack wait.
+    Open,
 }
 
-/// Runs the handler on one message. With explicit acks the message is acked, retried or
-/// terminated here; with cumulative acks (`cumulative`) only a retry is sent here (`NAK`, which
-/// concerns that message alone), and the ack is left to the floor.
+/// One message's outcome, with what to ack it with.
+struct Settled {
+    seq: u64,
+    /// The delivery; `None` for a message read by sequence.
+    msg: Option<jetstream::Message>,
+    generation: Generation,
+    outcome: Outcome,
+}
+
+/// Runs the handler on one message and dead-letters what must be; the ack is the caller's.
 async fn handle<H, Fut>(
     js: &jetstream::Context,
     spec: &ConsumerSpec,
     source: Source,
-    cumulative: bool,
+    generation: Generation,
     handler: &H,
 ) -> Settled
 where
     H: Fn(Delivery) -> Fut,
     Fut: std::future::Future<Output = Handled>,
 {
+    let settled = |seq, msg, outcome| Settled {
+        seq,
+        msg,
+        generation,
+        outcome,
+    };
     let (delivery, msg) = match source {
         Source::Delivered(msg) => {
             let (stream_sequence, delivered) = match msg.info() {
@@ -370,48 +429,21 @@ where
                 };
                 (delivery, None)
             }
-            Err(e) if e.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => {
-                tracing::warn!(seq, stream = %spec.stream, "a message below the ack floor is no longer in the stream; passing over it");
-                return Settled {
-                    seq,
-                    msg: None,
-                    handled: true,
-                };
-            }
+            // "no message found" is also the answer to a store that failed to load it: only
+            // the stream's own state (first sequence, deleted list) says it is gone
             Err(e) => {
                 tracing::warn!(seq, error = %e, "could not read a message missing below the ack floor; trying again");
-                return Settled {
-                    seq,
-                    msg: None,
-                    handled: false,
-                };
+                return settled(seq, None, Outcome::Open);
             }
         },
     };
     let seq = delivery.stream_sequence;
     let delivered = delivery.delivered;
-    let outcome = handler(delivery.clone()).await;
-    if !cumulative {
-        if let Some(msg) = &msg {
-            explicit_ack(js, spec, msg, &delivery, outcome).await;
-        }
-        return Settled {
-            seq,
-            msg: None,
-            handled: false,
-        };
-    }
-    let handled = match outcome {
-        Handled::Done => true,
+    let outcome = match handler(delivery.clone()).await {
+        Handled::Done => Outcome::Done,
         Handled::Retry(reason) if delivered < spec.max_deliver => {
             tracing::warn!(id = %delivery.id, delivered, %reason, "will be tried again");
-            if let Some(msg) = &msg {
-                let delay = retry_delay(&spec.backoff, delivered);
-                if let Err(e) = msg.ack_with(AckKind::Nak(Some(delay))).await {
-                    tracing::warn!(id = %delivery.id, error = %e, "could not ask for a redelivery; it comes back after the ack wait");
-                }
-            }
-            false
+            Outcome::Retry(retry_delay(&spec.backoff, delivered))
         }
         Handled::Retry(reason) => {
             let reason = format!("gave up after {delivered} deliveries: {reason}");
@@ -419,7 +451,41 @@ where
         }
         Handled::Reject(reason) => dead_letter(js, spec, &delivery, &reason).await,
     };
-    Settled { seq, msg, handled }
+    settled(seq, msg, outcome)
+}
+
+/// Sends what `s` calls for: with explicit acks an ack, a retry or a terminate of its own
+/// message (only on the consumer that delivered it); with cumulative acks it joins the floor.
+async fn settle(cumulative: &mut Option<Cumulative>, generation: Generation, s: Settled) {
+    if let Some(c) = cumulative.as_mut() {
+        let Settled {
+            seq,
+            msg,
+            generation: from,
+            outcome,
+        } = s;
+        if from.stream != generation.stream {
+            // of a stream that was created again: it says nothing about this one
+            return;
+        }
+        // an ack subject of an earlier consumer would ack this one's messages
+        let msg = msg.filter(|_| from.consumer == generation.consumer);
+        c.settle(seq, msg, outcome).await;
+        return;
+    }
+    let Some(msg) = s.msg.filter(|_| s.generation == generation) else {
+        // delivered by a consumer that was created again: the new one redelivers it
+        return;
+    };
+    let result = match s.outcome {
+        Outcome::Done => msg.ack().await,
+        Outcome::Retry(delay) => msg.ack_with(AckKind::Nak(Some(delay))).await,
+        Outcome::DeadLettered => msg.ack_with(AckKind::Term).await,
+        Outcome::Open => Ok(()),
+    };
+    if let Err(e) = result {
+        tracing::warn!(seq = s.seq, error = %e, "could not ack; it will be redelivered");
+    }
 }
 
 /// How long a retried message waits for its next delivery.
@@ -430,50 +496,26 @@ fn retry_delay(backoff: &[Duration], delivered: i64) -> Duration {
         .unwrap_or(Duration::from_secs(30))
 }
 
-/// Acks, retries or terminates one message on its own outcome.
-async fn explicit_ack(
-    js: &jetstream::Context,
-    spec: &ConsumerSpec,
-    msg: &jetstream::Message,
-    delivery: &Delivery,
-    outcome: Handled,
-) {
-    let delivered = delivery.delivered;
-    let result = match outcome {
-        Handled::Done => msg.ack().await,
-        Handled::Retry(reason) if delivered < spec.max_deliver => {
-            tracing::warn!(id = %delivery.id, delivered, %reason, "will be redelivered");
-            msg.ack_with(AckKind::Nak(Some(retry_delay(&spec.backoff, delivered))))
-                .await
-        }
-        Handled::Retry(reason) => {
-            let reason = format!("gave up after {delivered} deliveries: {reason}");
-            dead_letter_then_term(js, spec, msg, delivery, &reason).await
-        }
-        Handled::Reject(reason) => dead_letter_then_term(js, spec, msg, delivery, &reason).await,
-    };
-    if let Err(e) = result {
-        tracing::warn!(id = %delivery.id, error = %e, "could not ack; it will be redelivered");
-    }
-}
-
-/// Dead-letters a message of a cumulative consumer: whether its dead letter is stored. One that
-/// is not stays a hole, read again later.
+/// Publishes a message's dead letter: [`Outcome::DeadLettered`] once it is stored, else
+/// [`Outcome::Open`] (the message comes back and is dead-lettered again).
 async fn dead_letter(
     js: &jetstream::Context,
     spec: &ConsumerSpec,
     delivery: &Delivery,
     reason: &str,
-) -> bool {
+) -> Outcome {
     tracing::warn!(id = %delivery.id, subject = %delivery.subject, %reason, "dead-lettered");
     match publish_dead_letter(js, &spec.stream, delivery, reason).await {
-        Ok(()) => true,
+        Ok(()) => Outcome::DeadLettered,
         Err(e) => {
-            tracing::warn!(id = %delivery.id, error = %e, "could not store the dead letter; trying again later");
-            false
+            tracing::warn!(id = %delivery.id, error = %e, "could not store the dead letter; it will be tried again");
+            Outcome::Open
         }
     }
 }
+
+/// The stream changed under the consumer (it was created again): open it again.
+struct Reopen;
 
 /// A cumulative consumer's floor and what it needs to find and fill holes.
 struct Cumulative {
@@ -484,9 +526,9 @@ struct Cumulative {
     highest: u64,
     /// The lowest open sequence, and since when it has been open with later ones delivered.
     hole: Option<(u64, Instant)>,
-    /// How often each hole was read by sequence.
+    /// How often each missing sequence was read by sequence.
     reads: HashMap<u64, i64>,
-    /// The consumer's redelivery delays, which pace the reads of a hole too.
+    /// The consumer's redelivery delays, which pace the reads too.
     backoff: Vec<Duration>,
     stream: Arc<jetstream::stream::Stream>,
 }
@@ -510,24 +552,35 @@ impl Cumulative {
         self.highest = self.highest.max(seq);
     }
 
-    async fn settle(&mut self, s: Settled) {
-        self.running.remove(&s.seq);
-        if !s.handled {
-            return;
-        }
-        self.reads.remove(&s.seq);
-        if s.seq <= self.floor.handled() {
-            // delivered again though covered (an ack that was lost): its own ack covers only
-            // handled sequences
-            if let Some(m) = s.msg {
-                match m.ack().await {
-                    Ok(()) => self.floor.acked_through(s.seq),
-                    Err(e) => tracing::warn!(seq = s.seq, error = %e, "could not ack"),
+    /// `seq` settled with `outcome`; `msg` is a delivery of the current consumer, if any.
+    async fn settle(&mut self, seq: u64, msg: Option<jetstream::Message>, outcome: Outcome) {
+        self.running.remove(&seq);
+        match outcome {
+            Outcome::Open => {}
+            Outcome::Retry(delay) => {
+                // a NAK concerns its own message only
+                if let Some(m) = msg
+                    && let Err(e) = m.ack_with(AckKind::Nak(Some(delay))).await
+                {
+                    tracing::warn!(seq, error = %e, "could not ask for a redelivery; it comes back after the ack wait");
                 }
             }
-            return;
+            Outcome::Done | Outcome::DeadLettered => {
+                self.reads.remove(&seq);
+                if seq > self.floor.handled() {
+                    self.floor.finished(seq, msg);
+                } else if !self.floor.has_ack_subject()
+                    && let Some(m) = msg
+                {
+                    // delivered again though handled (an ack that was lost): its own ack
+                    // covers only handled sequences
+                    match m.ack().await {
+                        Ok(()) => self.floor.acked_through(seq),
+                        Err(e) => tracing::warn!(seq, error = %e, "could not ack"),
+                    }
+                }
+            }
         }
-        self.floor.finished(s.seq, s.msg);
     }
 
     /// Acks the highest handled message the floor reached, covering every one before it.
@@ -541,54 +594,82 @@ impl Cumulative {
         }
     }
 
-    /// The hole to read by sequence now, with its attempt number: the lowest open sequence,
-    /// when later ones were delivered, it is not being handled, and it stayed so for
-    /// [`HOLE_WAIT`].
-    fn hole_to_read(&mut self, now: Instant) -> Option<(u64, i64)> {
+    /// Whether the lowest open sequence, with later ones delivered and not being handled, has
+    /// waited long enough: [`HOLE_WAIT`], or the backoff step of its next read if longer.
+    fn hole_due(&mut self, now: Instant) -> bool {
         let open = self.floor.first_open();
         if open > self.highest || self.running.contains(&open) {
             self.hole = None;
-            return None;
+            return false;
         }
         match self.hole {
             Some((seq, since)) if seq == open => {
-                let reads = self.reads.get(&open).copied().unwrap_or(0);
-                let wait = match reads {
+                let wait = match self.reads.get(&open).copied().unwrap_or(0) {
                     0 => HOLE_WAIT,
                     n => HOLE_WAIT.max(retry_delay(&self.backoff, n)),
                 };
                 if now.duration_since(since) < wait {
-                    return None;
+                    return false;
                 }
+                self.hole = Some((open, now));
+                true
             }
             _ => {
                 self.hole = Some((open, now));
-                return None;
+                false
             }
         }
-        self.hole = Some((open, now));
-        self.running.insert(open);
-        let attempt = self.reads.entry(open).or_insert(0);
-        *attempt += 1;
-        tracing::info!(
-            seq = open,
-            attempt = *attempt,
-            "reading a message missing below the ack floor from the stream"
-        );
-        Some((open, *attempt))
     }
-}
 
-async fn dead_letter_then_term(
-    js: &jetstream::Context,
-    spec: &ConsumerSpec,
-    msg: &jetstream::Message,
-    delivery: &Delivery,
-    reason: &str,
-) -> Result<(), async_nats::Error> {
-    tracing::warn!(id = %delivery.id, subject = %delivery.subject, %reason, "dead-lettered");
-    publish_dead_letter(js, &spec.stream, delivery, reason).await?;
-    msg.ack_with(AckKind::Term).await
+    /// Looks at the stream for the open sequences below the highest delivered one: what it no
+    /// longer holds (below its first sequence, or deleted) is passed over; up to
+    /// [`MAX_READS`] of the rest are returned to be read by sequence, with their attempt.
+    async fn find_holes(
+        &mut self,
+        spec: &ConsumerSpec,
+        created: &Option<(jetstream::stream::Info, jetstream::consumer::Info)>,
+    ) -> Result<Vec<(u64, i64)>, Reopen> {
+        let info = match self.stream.info_builder().with_deleted(true).fetch().await {
+            Ok(i) => i.info,
+            Err(e) => {
+                tracing::warn!(stream = %spec.stream, error = %e, "could not look for messages missing below the ack floor");
+                return Ok(Vec::new());
+            }
+        };
+        if created
+            .as_ref()
+            .is_some_and(|(s, _)| s.created != info.created)
+        {
+            return Err(Reopen);
+        }
+        let first = info.state.first_sequence;
+        if first > self.floor.first_open() {
+            tracing::warn!(stream = %spec.stream, from = self.floor.first_open(), to = first - 1, "messages removed from the stream before they were handled; passing over them");
+            self.floor.pass_through(first - 1);
+        }
+        let deleted: std::collections::HashSet<u64> =
+            info.state.deleted.unwrap_or_default().into_iter().collect();
+        let mut reads = Vec::new();
+        let mut seq = self.floor.first_open();
+        while seq <= self.highest && reads.len() < MAX_READS {
+            if !self.running.contains(&seq) && !self.floor.is_handled(seq) {
+                if deleted.contains(&seq) {
+                    tracing::warn!(seq, stream = %spec.stream, "a message deleted from the stream before it was handled; passing over it");
+                    self.floor.finished(seq, None);
+                } else {
+                    self.running.insert(seq);
+                    let attempt = self.reads.entry(seq).or_insert(0);
+                    *attempt += 1;
+                    reads.push((seq, *attempt));
+                }
+            }
+            seq += 1;
+        }
+        if !reads.is_empty() {
+            tracing::info!(stream = %spec.stream, count = reads.len(), first = reads[0].0, "reading messages missing below the ack floor from the stream");
+        }
+        Ok(reads)
+    }
 }
 
 /// Publishes the original bytes to `incident.v1.deadletter` with the reason and where they came

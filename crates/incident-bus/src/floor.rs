@@ -74,6 +74,30 @@ impl<T> AckFloor<T> {
         }
     }
 
+    /// Every sequence up to `seq` needs no handling (the stream no longer holds it).
+    pub fn pass_through(&mut self, seq: u64) {
+        if seq <= self.handled {
+            return;
+        }
+        self.handled = seq;
+        self.done = self.done.split_off(&(seq + 1));
+        self.extend();
+    }
+
+    /// Forgets every ack subject held (they belong to a consumer that was created again); the
+    /// sequences stay handled.
+    pub fn forget_ack_subjects(&mut self) {
+        self.carrier = None;
+        for with in self.done.values_mut() {
+            *with = None;
+        }
+    }
+
+    /// Whether a message waits to be acked (see [`AckFloor::to_ack`]).
+    pub fn has_ack_subject(&self) -> bool {
+        self.carrier.is_some()
+    }
+
     /// The handling of `seq` finished; `with` is its message (`None` when it was read by
     /// sequence). A sequence already handled changes nothing.
     pub fn finished(&mut self, seq: u64, with: Option<T>) {
@@ -172,6 +196,40 @@ mod tests {
         f.finished(6, Some(6));
         f.finished(6, Some(60));
         assert_eq!(f.to_ack(), Some((6, 6)));
+    }
+
+    #[test]
+    fn passing_over_removed_sequences_keeps_the_ack_subject_below_them() {
+        let mut f = AckFloor::new(0);
+        f.finished(1, Some(1));
+        f.finished(7, Some(7));
+        // 2..=5 are no longer in the stream
+        f.pass_through(5);
+        assert_eq!(f.handled(), 5, "6 is still open");
+        assert_eq!(f.to_ack(), Some((1, 1)));
+        f.finished(6, None);
+        assert_eq!(f.handled(), 7);
+        assert_eq!(f.to_ack(), Some((7, 7)));
+        f.pass_through(3);
+        assert_eq!(f.handled(), 7);
+    }
+
+    #[test]
+    fn a_consumer_created_again_leaves_nothing_to_ack_with() {
+        let mut f = AckFloor::new(0);
+        f.finished(1, Some(1));
+        f.finished(3, Some(3));
+        f.forget_ack_subjects();
+        assert!(!f.has_ack_subject());
+        assert_eq!(f.to_ack(), None);
+        f.finished(2, None);
+        assert_eq!(
+            (f.handled(), f.to_ack()),
+            (3, None),
+            "handled, with nothing to ack it by"
+        );
+        f.finished(4, Some(4));
+        assert_eq!(f.to_ack(), Some((4, 4)));
     }
 
     #[test]

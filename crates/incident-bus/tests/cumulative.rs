@@ -15,8 +15,43 @@ use incident_testkit::NatsServer;
 
 type Seen = Arc<Mutex<Vec<(String, i64)>>>;
 
-/// Runs a cumulative consumer on `stream` with `spec`'s durable: the handler records each
-/// (body, delivery number), retries "flaky" on its first delivery and rejects "poison".
+/// Runs a consumer with `spec`: the handler records each (body, delivery number) and answers
+/// what `decide` says.
+fn spawn_with<F>(
+    js: &jetstream::Context,
+    spec: ConsumerSpec,
+    decide: F,
+) -> (
+    Seen,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+)
+where
+    F: Fn(&str, i64) -> Handled + Send + Sync + 'static,
+{
+    let seen: Seen = Arc::default();
+    let decide = Arc::new(decide);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = {
+        let seen = seen.clone();
+        tokio::spawn(consumer::run(
+            js.clone(),
+            spec,
+            move |d| {
+                let (seen, decide) = (seen.clone(), decide.clone());
+                async move {
+                    let body = String::from_utf8_lossy(&d.payload).into_owned();
+                    seen.lock().unwrap().push((body.clone(), d.delivered));
+                    decide(&body, d.delivered)
+                }
+            },
+            stop_rx,
+        ))
+    };
+    (seen, stop_tx, task)
+}
+
+/// [`spawn_with`] a handler that retries "flaky" on its first delivery and rejects "poison".
 fn spawn_consumer(
     js: &jetstream::Context,
     spec: ConsumerSpec,
@@ -25,29 +60,46 @@ fn spawn_consumer(
     tokio::sync::watch::Sender<bool>,
     tokio::task::JoinHandle<()>,
 ) {
-    let seen: Seen = Arc::default();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let task = {
-        let seen = seen.clone();
-        tokio::spawn(consumer::run(
-            js.clone(),
-            spec,
-            move |d| {
-                let seen = seen.clone();
-                async move {
-                    let body = String::from_utf8_lossy(&d.payload).into_owned();
-                    seen.lock().unwrap().push((body.clone(), d.delivered));
-                    match body.as_str() {
-                        "flaky" if d.delivered == 1 => Handled::Retry("try again".into()),
-                        "poison" => Handled::Reject("not JSON".into()),
-                        _ => Handled::Done,
-                    }
-                }
-            },
-            stop_rx,
-        ))
-    };
-    (seen, stop_tx, task)
+    spawn_with(js, spec, |body, delivered| match body {
+        "flaky" if delivered == 1 => Handled::Retry("try again".into()),
+        "poison" => Handled::Reject("not JSON".into()),
+        _ => Handled::Done,
+    })
+}
+
+fn cumulative_spec(stream: &str, durable: &str) -> ConsumerSpec {
+    let mut spec = ConsumerSpec::new(stream, durable);
+    spec.cumulative_ack = true;
+    spec.concurrency = 64;
+    spec
+}
+
+/// The consumer `durable` of `stream`, once it exists (with `policy`).
+async fn consumer_with(
+    stream: &jetstream::stream::Stream,
+    durable: &str,
+    policy: AckPolicy,
+) -> jetstream::consumer::PullConsumer {
+    let started = Instant::now();
+    loop {
+        if let Ok(mut c) = stream
+            .get_consumer::<jetstream::consumer::pull::Config>(durable)
+            .await
+            && c.info().await.unwrap().config.ack_policy == policy
+        {
+            return c;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no {durable}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn stop(stop: tokio::sync::watch::Sender<bool>, task: tokio::task::JoinHandle<()>) {
+    let _ = stop.send(true);
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 async fn publish(js: &jetstream::Context, subject: &str, bodies: &[&str]) {
@@ -259,4 +311,199 @@ async fn a_message_gone_from_the_stream_does_not_hold_the_floor() {
         .await
         .unwrap()
         .unwrap();
+}
+
+/// An operator limit removed messages the consumer never got, so its ack floor is below the
+/// stream's first sequence: the floor passes over all of them at once, not one per wait.
+#[tokio::test]
+async fn messages_removed_by_limits_are_passed_over_at_once() {
+    let nats = NatsServer::start();
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let stream = js
+        .create_stream(jetstream::stream::Config {
+            name: "LIMITED".into(),
+            subjects: vec!["limited.>".into()],
+            max_messages: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let spec = cumulative_spec("LIMITED", "cumulative");
+    // the durable exists, its ack floor 0, while 60 messages arrive and 50 are removed
+    let mut consumer = stream.create_consumer(spec.config()).await.unwrap();
+    for i in 1..=60 {
+        publish(&js, "limited.x", &[&format!("m{i}")]).await;
+    }
+    assert_eq!(
+        stream.clone().info().await.unwrap().state.first_sequence,
+        51
+    );
+
+    let (seen, stop_tx, task) = spawn_with(&js, spec, |_, _| Handled::Done);
+    wait_all_acked(&mut consumer, 60, Duration::from_secs(15)).await;
+    let handled: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(b, _)| b.clone())
+        .collect();
+    let expected: Vec<String> = (51..=60).map(|i| format!("m{i}")).collect();
+    assert_eq!(handled, expected);
+    stop(stop_tx, task).await;
+}
+
+/// A message whose dead letter cannot be stored holds the floor; the handled messages above it
+/// are redelivered until the server gives up on them, then the process is killed. The next
+/// process finds them all missing and reads them by sequence together, not one per wait, and
+/// the floor passes them once the dead letter is stored.
+#[tokio::test]
+async fn after_a_kill_with_a_held_floor_the_next_process_reads_every_missing_message_at_once() {
+    let nats = NatsServer::start();
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let window = Duration::from_secs(120);
+    let stream = ensure_stream(&js, &INCIDENT_INTAKE, window).await.unwrap();
+    // no dead-letter stream yet: storing a dead letter fails
+    let mut spec = cumulative_spec("INCIDENT_INTAKE", "cumulative");
+    spec.max_deliver = 3;
+    spec.backoff = vec![Duration::from_millis(200), Duration::from_millis(200)];
+    let mut consumer = stream.create_consumer(spec.config()).await.unwrap();
+    publish(&js, "incident.v1.intake", &["poison"]).await;
+    for i in 1..=40 {
+        publish(&js, "incident.v1.intake", &[&format!("ok{i}")]).await;
+    }
+
+    let reject_poison = |body: &str, _| match body {
+        "poison" => Handled::Reject("not JSON".into()),
+        _ => Handled::Done,
+    };
+    let (seen, _stop, task) = spawn_with(&js, spec.clone(), reject_poison);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let info = consumer.info().await.unwrap();
+    assert_eq!(
+        info.ack_floor.stream_sequence, 0,
+        "held by poison: {info:?}"
+    );
+    assert_eq!(
+        count(&seen, "ok40"),
+        1,
+        "redeliveries are not handled again"
+    );
+    // kill -9
+    task.abort();
+    let _ = task.await;
+
+    ensure_stream(&js, &INCIDENT_DEADLETTER, window)
+        .await
+        .unwrap();
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let (seen, stop_tx, task) = spawn_with(&js, spec, reject_poison);
+    publish(&js, "incident.v1.intake", &["last"]).await;
+    let took = wait_all_acked(&mut consumer, 42, Duration::from_secs(15)).await;
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    for body in ["poison", "ok1", "ok40", "last"] {
+        assert_eq!(count(&seen, body), 1, "{body}: {:?}", seen.lock().unwrap());
+    }
+    stop(stop_tx, task).await;
+}
+
+/// The durable is deleted while the process runs (the only way to move a consumer created with
+/// explicit acks to cumulative ones), and created again by the process with `AckPolicy::All`.
+/// A message still in flight from the old consumer is not acked on the new one, where its ack
+/// would cover an earlier message whose handling has not finished.
+#[tokio::test]
+async fn an_ack_from_a_consumer_created_again_covers_nothing() {
+    let nats = NatsServer::start();
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let window = Duration::from_secs(120);
+    let stream = ensure_stream(&js, &INCIDENT_INTAKE, window).await.unwrap();
+    ensure_stream(&js, &INCIDENT_DEADLETTER, window)
+        .await
+        .unwrap();
+    let mut spec = cumulative_spec("INCIDENT_INTAKE", "intake");
+    // the durable as an earlier build created it
+    let mut explicit = spec.clone();
+    explicit.cumulative_ack = false;
+    stream.create_consumer(explicit.config()).await.unwrap();
+    spec.concurrency = 8;
+    publish(&js, "incident.v1.intake", &["a", "b"]).await;
+
+    let (release_a_tx, release_a) = tokio::sync::watch::channel(false);
+    let (release_b_tx, release_b) = tokio::sync::watch::channel(false);
+    let seen: Seen = Arc::default();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = {
+        let seen = seen.clone();
+        tokio::spawn(consumer::run(
+            js.clone(),
+            spec.clone(),
+            move |d| {
+                let seen = seen.clone();
+                let (mut release_a, mut release_b) = (release_a.clone(), release_b.clone());
+                async move {
+                    let body = String::from_utf8_lossy(&d.payload).into_owned();
+                    seen.lock().unwrap().push((body.clone(), d.delivered));
+                    let gate = if body == "a" {
+                        &mut release_a
+                    } else {
+                        &mut release_b
+                    };
+                    let _ = gate.wait_for(|r| *r).await;
+                    Handled::Done
+                }
+            },
+            stop_rx,
+        ))
+    };
+    let started = Instant::now();
+    while count(&seen, "b") < 1 {
+        assert!(started.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stream.delete_consumer("intake").await.unwrap();
+    let mut consumer = consumer_with(&stream, "intake", AckPolicy::All).await;
+    // the new consumer delivers a and b again; both are in flight
+    while count(&seen, "b") < 2 {
+        assert!(started.elapsed() < Duration::from_secs(30), "{seen:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // b finishes (its old and its new delivery); a has not
+    release_b_tx.send(true).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let info = consumer.info().await.unwrap();
+    assert_eq!(
+        info.ack_floor.stream_sequence, 0,
+        "nothing acked while a (seq 1) is unfinished: {info:?}"
+    );
+    release_a_tx.send(true).unwrap();
+    wait_all_acked(&mut consumer, 2, Duration::from_secs(10)).await;
+    stop(stop_tx, task).await;
+}
+
+/// The stream is deleted and created again while the process runs: the new stream's messages
+/// are handled, not taken for the old stream's messages of the same sequences.
+#[tokio::test]
+async fn the_messages_of_a_stream_created_again_are_handled() {
+    let nats = NatsServer::start();
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let window = Duration::from_secs(120);
+    let stream = ensure_stream(&js, &INCIDENT_INTAKE, window).await.unwrap();
+    let spec = cumulative_spec("INCIDENT_INTAKE", "cumulative");
+    stream.create_consumer(spec.config()).await.unwrap();
+    publish(&js, "incident.v1.intake", &["one", "two", "three"]).await;
+    let (seen, stop_tx, task) = spawn_with(&js, spec, |_, _| Handled::Done);
+    let started = Instant::now();
+    while count(&seen, "three") < 1 {
+        assert!(started.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    js.delete_stream("INCIDENT_INTAKE").await.unwrap();
+    let stream = ensure_stream(&js, &INCIDENT_INTAKE, window).await.unwrap();
+    publish(&js, "incident.v1.intake", &["four", "five"]).await;
+    let mut consumer = consumer_with(&stream, "cumulative", AckPolicy::All).await;
+    wait_all_acked(&mut consumer, 2, Duration::from_secs(20)).await;
+    assert_eq!(count(&seen, "four"), 1, "{:?}", seen.lock().unwrap());
+    assert_eq!(count(&seen, "five"), 1, "{:?}", seen.lock().unwrap());
+    stop(stop_tx, task).await;
 }
