@@ -18,8 +18,11 @@
 //! is stored, and is acked, not terminated (a terminate would cover the messages before it
 //! too). An existing consumer keeps the ack policy it was created with, and is consumed by
 //! that policy. A consumer or stream created again while the process runs is a new
-//! generation: deliveries of an earlier consumer are not acked on the new one, and what was
-//! handled of an earlier stream is forgotten.
+//! generation, noticed when the consumer is opened again (creation times) or from a delivery
+//! (its consumer sequence starts again): deliveries of an earlier consumer are not acked on the
+//! new one, and what was handled of an earlier stream is forgotten. An ack already sent by
+//! then reaches the new consumer (JetStream's ack subjects do not name the incarnation), so a
+//! durable or its stream must be created again only with every process consuming it stopped.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -158,6 +161,10 @@ pub async fn run<H, Fut>(
     let mut cumulative: Option<Cumulative> = None;
     let mut generation = Generation::default();
     let mut created: Option<(jetstream::stream::Info, jetstream::consumer::Info)> = None;
+    // the consumer sequence of the last delivery: it only grows within one consumer
+    let mut last_delivery = 0u64;
+    // a delivery showed the consumer was created again under this process
+    let mut replaced = false;
     'consume: while !*shutdown.borrow() {
         let opened = match open(&js, &spec).await {
             Ok(o) => o,
@@ -183,15 +190,18 @@ pub async fn run<H, Fut>(
                 tracing::warn!(stream = %spec.stream, "the stream was created again; starting from its consumer's ack floor");
                 generation.stream += 1;
                 generation.consumer += 1;
+                last_delivery = 0;
                 cumulative = None;
-            } else if c.created != consumer_info.created {
+            } else if replaced || !same_consumer(c, &consumer_info) {
                 tracing::warn!(durable = %spec.durable, "the consumer was created again; earlier deliveries are not acked");
                 generation.consumer += 1;
+                last_delivery = 0;
                 if let Some(c) = cumulative.as_mut() {
                     c.floor.forget_ack_subjects();
                 }
             }
         }
+        replaced = false;
         let ack_floor = consumer_info.ack_floor.stream_sequence;
         if consumer_info.config.ack_policy == AckPolicy::All {
             let stream = Arc::new(stream);
@@ -250,13 +260,29 @@ pub async fn run<H, Fut>(
                 }
                 None => break,
             };
+            let info = msg
+                .info()
+                .ok()
+                .map(|i| (i.stream_sequence, i.consumer_sequence, i.delivered));
+            if let Some((seq, delivery, delivered)) = info {
+                let first_of_handled =
+                    delivered == 1 && cumulative.as_ref().is_some_and(|c| c.floor.is_handled(seq));
+                if delivery <= last_delivery || first_of_handled {
+                    // another consumer under the same name (deleted and created again while
+                    // this process ran): nothing of it is handled or acked before it is
+                    // opened again and its stream checked
+                    tracing::warn!(durable = %spec.durable, seq, delivery, last_delivery, "a delivery of a consumer created again; opening it again");
+                    replaced = true;
+                    break;
+                }
+                last_delivery = delivery;
+            }
             if let Some(c) = cumulative.as_mut() {
-                let Ok(info) = msg.info() else {
+                let Some((seq, _, _)) = info else {
                     // no stream sequence to place it by: its ack would cover what it cannot name
                     tracing::warn!(durable = %spec.durable, reply = ?msg.reply, "a delivery without a JetStream ack subject; ignored");
                     continue;
                 };
-                let seq = info.stream_sequence;
                 if c.running.contains(&seq) {
                     // delivered again while its handling runs: that handling settles it
                     continue;
@@ -303,6 +329,12 @@ pub async fn run<H, Fut>(
     if let Some(c) = cumulative.as_mut() {
         c.ack().await;
     }
+}
+
+/// Whether two infos name the same consumer by its creation time: nats-server 2.9 restores a durable's
+/// creation time from its own file after a restart, microseconds off what it said before.
+fn same_consumer(a: &jetstream::consumer::Info, b: &jetstream::consumer::Info) -> bool {
+    (a.created.unix_timestamp_nanos() - b.created.unix_timestamp_nanos()).abs() < 1_000_000_000
 }
 
 /// An opened consumer: its messages, its stream and what the server says of the consumer.
@@ -569,15 +601,19 @@ impl Cumulative {
                 self.reads.remove(&seq);
                 if seq > self.floor.handled() {
                     self.floor.finished(seq, msg);
-                } else if !self.floor.has_ack_subject()
-                    && let Some(m) = msg
-                {
-                    // delivered again though handled (an ack that was lost): its own ack
-                    // covers only handled sequences
-                    match m.ack().await {
-                        Ok(()) => self.floor.acked_through(seq),
-                        Err(e) => tracing::warn!(seq, error = %e, "could not ack"),
-                    }
+                    return;
+                }
+                // delivered again though handled: an ack was lost, or ignored by the server
+                let Some(m) = msg else { return };
+                if seq > self.floor.acked() {
+                    // it carries the next ack if it is the highest handled one
+                    self.floor.offer(seq, m);
+                    return;
+                }
+                // its own ack covers only handled sequences
+                match m.ack().await {
+                    Ok(()) => self.floor.acked_through(seq),
+                    Err(e) => tracing::warn!(seq, error = %e, "could not ack"),
                 }
             }
         }

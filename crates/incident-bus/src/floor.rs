@@ -93,9 +93,15 @@ impl<T> AckFloor<T> {
         }
     }
 
-    /// Whether a message waits to be acked (see [`AckFloor::to_ack`]).
-    pub fn has_ack_subject(&self) -> bool {
-        self.carrier.is_some()
+    /// `seq`, handled and not acked, was delivered again with `with`: it carries the next ack
+    /// when it is higher than the one held.
+    pub fn offer(&mut self, seq: u64, with: T) {
+        if seq > self.handled || seq <= self.acked {
+            return;
+        }
+        if self.carrier.as_ref().is_none_or(|(c, _)| *c <= seq) {
+            self.carrier = Some((seq, with));
+        }
     }
 
     /// The handling of `seq` finished; `with` is its message (`None` when it was read by
@@ -220,7 +226,6 @@ mod tests {
         f.finished(1, Some(1));
         f.finished(3, Some(3));
         f.forget_ack_subjects();
-        assert!(!f.has_ack_subject());
         assert_eq!(f.to_ack(), None);
         f.finished(2, None);
         assert_eq!(
@@ -230,6 +235,26 @@ mod tests {
         );
         f.finished(4, Some(4));
         assert_eq!(f.to_ack(), Some((4, 4)));
+    }
+
+    #[test]
+    fn a_handled_message_delivered_again_carries_the_ack_when_it_is_the_highest() {
+        let mut f = AckFloor::new(0);
+        for s in 1..=4 {
+            f.finished(s, Some(s * 10));
+        }
+        assert_eq!(f.to_ack(), Some((4, 40)));
+        // the ack of 4 was lost: 2 and 4 come again
+        f.offer(2, 21);
+        assert_eq!(f.to_ack(), Some((2, 21)));
+        f.offer(4, 41);
+        f.offer(3, 31);
+        assert_eq!(f.to_ack(), Some((4, 41)), "the highest carries it");
+        f.acked_through(4);
+        f.offer(4, 42);
+        assert_eq!(f.to_ack(), None, "acked already");
+        f.offer(5, 50);
+        assert_eq!(f.to_ack(), None, "not handled");
     }
 
     #[test]

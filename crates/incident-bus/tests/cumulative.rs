@@ -507,3 +507,64 @@ async fn the_messages_of_a_stream_created_again_are_handled() {
     assert_eq!(count(&seen, "five"), 1, "{:?}", seen.lock().unwrap());
     stop(stop_tx, task).await;
 }
+
+/// The stream and the durable are deleted and created again by someone else while this
+/// process holds a full window, so no error tells it: the new consumer's first delivery does
+/// (its consumer sequence starts again), and its messages are handled, not taken for the old
+/// ones of the same sequences. (The message in flight ends in a retry: had it been recorded,
+/// its ack would have reached the new consumer before anything showed the change, and covered
+/// the new stream's first three messages; JetStream's ack subjects do not name the consumer's
+/// incarnation. Hence the README's rule: create a durable or a stream again only with every
+/// process consuming it stopped.)
+#[tokio::test]
+async fn a_consumer_created_again_by_someone_else_is_noticed_from_its_deliveries() {
+    let nats = NatsServer::start();
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let window = Duration::from_secs(120);
+    let stream = ensure_stream(&js, &INCIDENT_INTAKE, window).await.unwrap();
+    let mut spec = cumulative_spec("INCIDENT_INTAKE", "cumulative");
+    spec.concurrency = 1;
+    stream.create_consumer(spec.config()).await.unwrap();
+    publish(&js, "incident.v1.intake", &["one", "two", "three"]).await;
+
+    let (release_tx, release) = tokio::sync::watch::channel(false);
+    let seen: Seen = Arc::default();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = {
+        let seen = seen.clone();
+        tokio::spawn(consumer::run(
+            js.clone(),
+            spec.clone(),
+            move |d| {
+                let (seen, mut release) = (seen.clone(), release.clone());
+                async move {
+                    let body = String::from_utf8_lossy(&d.payload).into_owned();
+                    seen.lock().unwrap().push((body.clone(), d.delivered));
+                    if body == "three" {
+                        let _ = release.wait_for(|r| *r).await;
+                        return Handled::Retry("the log is not writable".into());
+                    }
+                    Handled::Done
+                }
+            },
+            stop_rx,
+        ))
+    };
+    let started = Instant::now();
+    while count(&seen, "three") < 1 {
+        assert!(started.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // with "three" in flight the window is full: the process asks for nothing meanwhile
+    js.delete_stream("INCIDENT_INTAKE").await.unwrap();
+    let stream = ensure_stream(&js, &INCIDENT_INTAKE, window).await.unwrap();
+    let mut consumer = stream.create_consumer(spec.config()).await.unwrap();
+    publish(&js, "incident.v1.intake", &["four", "five", "six"]).await;
+    release_tx.send(true).unwrap();
+
+    wait_all_acked(&mut consumer, 3, Duration::from_secs(20)).await;
+    for body in ["four", "five", "six"] {
+        assert_eq!(count(&seen, body), 1, "{body}: {:?}", seen.lock().unwrap());
+    }
+    stop(stop_tx, task).await;
+}
