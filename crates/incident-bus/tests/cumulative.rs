@@ -29,26 +29,7 @@ fn spawn_with<F>(
 where
     F: Fn(&str, i64) -> Handled + Send + Sync + 'static,
 {
-    let seen: Seen = Arc::default();
-    let decide = Arc::new(decide);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let task = {
-        let seen = seen.clone();
-        tokio::spawn(consumer::run(
-            js.clone(),
-            spec,
-            move |d| {
-                let (seen, decide) = (seen.clone(), decide.clone());
-                async move {
-                    let body = String::from_utf8_lossy(&d.payload).into_owned();
-                    seen.lock().unwrap().push((body.clone(), d.delivered));
-                    decide(&body, d.delivered)
-                }
-            },
-            stop_rx,
-        ))
-    };
-    (seen, stop_tx, task)
+    spawn_gated(js, spec, Vec::new(), decide)
 }
 
 /// [`spawn_with`] a handler that retries "flaky" on its first delivery and rejects "poison".
@@ -102,6 +83,80 @@ async fn stop(stop: tokio::sync::watch::Sender<bool>, task: tokio::task::JoinHan
         .unwrap();
 }
 
+const WINDOW: Duration = Duration::from_secs(120);
+
+/// A nats-server with the intake stream: the server, a client, the stream.
+async fn with_intake_stream() -> (NatsServer, jetstream::Context, jetstream::stream::Stream) {
+    let nats = NatsServer::start();
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let stream = ensure_stream(&js, &INCIDENT_INTAKE, WINDOW).await.unwrap();
+    (nats, js, stream)
+}
+
+/// [`spawn_with`], with messages held in flight: each body in `gates` waits until its receiver
+/// turns true, then answers the outcome given with it.
+fn spawn_gated<F>(
+    js: &jetstream::Context,
+    spec: ConsumerSpec,
+    gates: Vec<(&'static str, tokio::sync::watch::Receiver<bool>, Handled)>,
+    decide: F,
+) -> (
+    Seen,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+)
+where
+    F: Fn(&str, i64) -> Handled + Send + Sync + 'static,
+{
+    let seen: Seen = Arc::default();
+    let (gates, decide) = (Arc::new(gates), Arc::new(decide));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = {
+        let seen = seen.clone();
+        tokio::spawn(consumer::run(
+            js.clone(),
+            spec,
+            move |d| {
+                let (seen, gates, decide) = (seen.clone(), gates.clone(), decide.clone());
+                async move {
+                    let body = String::from_utf8_lossy(&d.payload).into_owned();
+                    seen.lock().unwrap().push((body.clone(), d.delivered));
+                    match gates.iter().find(|(b, _, _)| *b == body) {
+                        Some((_, release, outcome)) => {
+                            let _ = release.clone().wait_for(|r| *r).await;
+                            outcome.clone()
+                        }
+                        None => decide(&body, d.delivered),
+                    }
+                }
+            },
+            stop_rx,
+        ))
+    };
+    (seen, stop_tx, task)
+}
+
+/// A nats-server with a stream as an operator might set one up: deletes allowed, and at most
+/// `max_messages` kept (0: no limit).
+async fn operator_stream(
+    name: &str,
+    subjects: &str,
+    max_messages: i64,
+) -> (NatsServer, jetstream::Context, jetstream::stream::Stream) {
+    let nats = NatsServer::start();
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let stream = js
+        .create_stream(jetstream::stream::Config {
+            name: name.into(),
+            subjects: vec![subjects.into()],
+            max_messages,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    (nats, js, stream)
+}
+
 async fn publish(js: &jetstream::Context, subject: &str, bodies: &[&str]) {
     for body in bodies {
         js.publish(subject.to_owned(), body.to_string().into())
@@ -142,11 +197,8 @@ fn count(seen: &Seen, body: &str) -> usize {
 
 #[tokio::test]
 async fn a_retried_message_holds_the_floor_and_a_dead_letter_is_covered_once_stored() {
-    let nats = NatsServer::start();
-    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    let window = Duration::from_secs(120);
-    let stream = ensure_stream(&js, &INCIDENT_INTAKE, window).await.unwrap();
-    let dead = ensure_stream(&js, &INCIDENT_DEADLETTER, window)
+    let (_nats, js, stream) = with_intake_stream().await;
+    let dead = ensure_stream(&js, &INCIDENT_DEADLETTER, WINDOW)
         .await
         .unwrap();
     publish(
@@ -156,24 +208,12 @@ async fn a_retried_message_holds_the_floor_and_a_dead_letter_is_covered_once_sto
     )
     .await;
 
-    let mut spec = ConsumerSpec::new("INCIDENT_INTAKE", "cumulative");
-    spec.cumulative_ack = true;
-    spec.concurrency = 8;
+    let mut spec = cumulative_spec("INCIDENT_INTAKE", "cumulative");
     // the retry comes back after 2 s: long enough to look at the floor meanwhile
     spec.backoff = vec![Duration::from_secs(2)];
     spec.max_deliver = 3;
-    let (seen, stop, task) = spawn_consumer(&js, spec);
-
-    let mut consumer: jetstream::consumer::PullConsumer = loop {
-        if let Ok(c) = stream.get_consumer("cumulative").await {
-            break c;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(
-        consumer.info().await.unwrap().config.ack_policy,
-        AckPolicy::All
-    );
+    let (seen, stop_tx, task) = spawn_consumer(&js, spec);
+    let mut consumer = consumer_with(&stream, "cumulative", AckPolicy::All).await;
 
     // everything after the retried message was handled, and the floor stays below it
     let started = Instant::now();
@@ -207,11 +247,7 @@ async fn a_retried_message_holds_the_floor_and_a_dead_letter_is_covered_once_sto
         .unwrap();
     assert_eq!(&letter.payload[..], b"poison");
 
-    let _ = stop.send(true);
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .unwrap()
-        .unwrap();
+    stop(stop_tx, task).await;
 }
 
 /// A delivery this process never got (here taken by a fetch that never acks, as a lost
@@ -219,14 +255,8 @@ async fn a_retried_message_holds_the_floor_and_a_dead_letter_is_covered_once_sto
 /// from the stream by its sequence, handled, and only then covered.
 #[tokio::test]
 async fn a_delivery_taken_elsewhere_is_read_by_sequence_before_the_floor_passes_it() {
-    let nats = NatsServer::start();
-    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    let stream = ensure_stream(&js, &INCIDENT_INTAKE, Duration::from_secs(120))
-        .await
-        .unwrap();
-    let mut spec = ConsumerSpec::new("INCIDENT_INTAKE", "cumulative");
-    spec.cumulative_ack = true;
-    spec.concurrency = 8;
+    let (_nats, js, stream) = with_intake_stream().await;
+    let mut spec = cumulative_spec("INCIDENT_INTAKE", "cumulative");
     // no redelivery within the test: only the read by sequence can fill the hole
     spec.backoff = vec![Duration::from_secs(120)];
     spec.max_deliver = 3;
@@ -241,7 +271,7 @@ async fn a_delivery_taken_elsewhere_is_read_by_sequence_before_the_floor_passes_
     }
     publish(&js, "incident.v1.intake", &["two", "three"]).await;
 
-    let (seen, stop, task) = spawn_consumer(&js, spec);
+    let (seen, stop_tx, task) = spawn_consumer(&js, spec);
     let started = Instant::now();
     while count(&seen, "three") == 0 {
         assert!(started.elapsed() < Duration::from_secs(5), "{seen:?}");
@@ -266,68 +296,33 @@ async fn a_delivery_taken_elsewhere_is_read_by_sequence_before_the_floor_passes_
         ]
     );
 
-    let _ = stop.send(true);
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .unwrap()
-        .unwrap();
+    stop(stop_tx, task).await;
 }
 
-/// A message deleted from the stream is found missing when read by its sequence, and passed
-/// over: the floor does not stop below it for good.
+/// A message deleted from the stream is found in the stream's deleted list and passed over:
+/// the floor does not stop below it for good.
 #[tokio::test]
 async fn a_message_gone_from_the_stream_does_not_hold_the_floor() {
-    let nats = NatsServer::start();
-    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    let stream = js
-        .create_stream(jetstream::stream::Config {
-            name: "HOLES".into(),
-            subjects: vec!["holes.>".into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (_nats, js, stream) = operator_stream("HOLES", "holes.>", 0).await;
     publish(&js, "holes.x", &["one", "deleted", "three"]).await;
     assert!(stream.delete_message(2).await.unwrap());
 
-    let mut spec = ConsumerSpec::new("HOLES", "cumulative");
-    spec.cumulative_ack = true;
-    spec.concurrency = 8;
-    let (seen, stop, task) = spawn_consumer(&js, spec);
-    let mut consumer: jetstream::consumer::PullConsumer = loop {
-        if let Ok(c) = stream.get_consumer("cumulative").await {
-            break c;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let (seen, stop_tx, task) = spawn_consumer(&js, cumulative_spec("HOLES", "cumulative"));
+    let mut consumer = consumer_with(&stream, "cumulative", AckPolicy::All).await;
     wait_all_acked(&mut consumer, 3, Duration::from_secs(15)).await;
     assert_eq!(
         seen.lock().unwrap().clone(),
         vec![("one".to_owned(), 1), ("three".to_owned(), 1)]
     );
 
-    let _ = stop.send(true);
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .unwrap()
-        .unwrap();
+    stop(stop_tx, task).await;
 }
 
 /// An operator limit removed messages the consumer never got, so its ack floor is below the
 /// stream's first sequence: the floor passes over all of them at once, not one per wait.
 #[tokio::test]
 async fn messages_removed_by_limits_are_passed_over_at_once() {
-    let nats = NatsServer::start();
-    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    let stream = js
-        .create_stream(jetstream::stream::Config {
-            name: "LIMITED".into(),
-            subjects: vec!["limited.>".into()],
-            max_messages: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (_nats, js, stream) = operator_stream("LIMITED", "limited.>", 10).await;
     let spec = cumulative_spec("LIMITED", "cumulative");
     // the durable exists, its ack floor 0, while 60 messages arrive and 50 are removed
     let mut consumer = stream.create_consumer(spec.config()).await.unwrap();
@@ -358,10 +353,7 @@ async fn messages_removed_by_limits_are_passed_over_at_once() {
 /// the floor passes them once the dead letter is stored.
 #[tokio::test]
 async fn after_a_kill_with_a_held_floor_the_next_process_reads_every_missing_message_at_once() {
-    let nats = NatsServer::start();
-    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    let window = Duration::from_secs(120);
-    let stream = ensure_stream(&js, &INCIDENT_INTAKE, window).await.unwrap();
+    let (nats, js, stream) = with_intake_stream().await;
     // no dead-letter stream yet: storing a dead letter fails
     let mut spec = cumulative_spec("INCIDENT_INTAKE", "cumulative");
     spec.max_deliver = 3;
@@ -392,7 +384,7 @@ async fn after_a_kill_with_a_held_floor_the_next_process_reads_every_missing_mes
     task.abort();
     let _ = task.await;
 
-    ensure_stream(&js, &INCIDENT_DEADLETTER, window)
+    ensure_stream(&js, &INCIDENT_DEADLETTER, WINDOW)
         .await
         .unwrap();
     let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
@@ -412,11 +404,8 @@ async fn after_a_kill_with_a_held_floor_the_next_process_reads_every_missing_mes
 /// would cover an earlier message whose handling has not finished.
 #[tokio::test]
 async fn an_ack_from_a_consumer_created_again_covers_nothing() {
-    let nats = NatsServer::start();
-    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    let window = Duration::from_secs(120);
-    let stream = ensure_stream(&js, &INCIDENT_INTAKE, window).await.unwrap();
-    ensure_stream(&js, &INCIDENT_DEADLETTER, window)
+    let (_nats, js, stream) = with_intake_stream().await;
+    ensure_stream(&js, &INCIDENT_DEADLETTER, WINDOW)
         .await
         .unwrap();
     let mut spec = cumulative_spec("INCIDENT_INTAKE", "intake");
@@ -429,31 +418,11 @@ async fn an_ack_from_a_consumer_created_again_covers_nothing() {
 
     let (release_a_tx, release_a) = tokio::sync::watch::channel(false);
     let (release_b_tx, release_b) = tokio::sync::watch::channel(false);
-    let seen: Seen = Arc::default();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let task = {
-        let seen = seen.clone();
-        tokio::spawn(consumer::run(
-            js.clone(),
-            spec.clone(),
-            move |d| {
-                let seen = seen.clone();
-                let (mut release_a, mut release_b) = (release_a.clone(), release_b.clone());
-                async move {
-                    let body = String::from_utf8_lossy(&d.payload).into_owned();
-                    seen.lock().unwrap().push((body.clone(), d.delivered));
-                    let gate = if body == "a" {
-                        &mut release_a
-                    } else {
-                        &mut release_b
-                    };
-                    let _ = gate.wait_for(|r| *r).await;
-                    Handled::Done
-                }
-            },
-            stop_rx,
-        ))
-    };
+    let gates = vec![
+        ("a", release_a, Handled::Done),
+        ("b", release_b, Handled::Done),
+    ];
+    let (seen, stop_tx, task) = spawn_gated(&js, spec.clone(), gates, |_, _| Handled::Done);
     let started = Instant::now();
     while count(&seen, "b") < 1 {
         assert!(started.elapsed() < Duration::from_secs(5));
@@ -483,10 +452,7 @@ async fn an_ack_from_a_consumer_created_again_covers_nothing() {
 /// are handled, not taken for the old stream's messages of the same sequences.
 #[tokio::test]
 async fn the_messages_of_a_stream_created_again_are_handled() {
-    let nats = NatsServer::start();
-    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    let window = Duration::from_secs(120);
-    let stream = ensure_stream(&js, &INCIDENT_INTAKE, window).await.unwrap();
+    let (_nats, js, stream) = with_intake_stream().await;
     let spec = cumulative_spec("INCIDENT_INTAKE", "cumulative");
     stream.create_consumer(spec.config()).await.unwrap();
     publish(&js, "incident.v1.intake", &["one", "two", "three"]).await;
@@ -499,7 +465,7 @@ async fn the_messages_of_a_stream_created_again_are_handled() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     js.delete_stream("INCIDENT_INTAKE").await.unwrap();
-    let stream = ensure_stream(&js, &INCIDENT_INTAKE, window).await.unwrap();
+    let stream = ensure_stream(&js, &INCIDENT_INTAKE, WINDOW).await.unwrap();
     publish(&js, "incident.v1.intake", &["four", "five"]).await;
     let mut consumer = consumer_with(&stream, "cumulative", AckPolicy::All).await;
     wait_all_acked(&mut consumer, 2, Duration::from_secs(20)).await;
@@ -518,38 +484,20 @@ async fn the_messages_of_a_stream_created_again_are_handled() {
 /// process consuming it stopped.)
 #[tokio::test]
 async fn a_consumer_created_again_by_someone_else_is_noticed_from_its_deliveries() {
-    let nats = NatsServer::start();
-    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    let window = Duration::from_secs(120);
-    let stream = ensure_stream(&js, &INCIDENT_INTAKE, window).await.unwrap();
+    let (_nats, js, stream) = with_intake_stream().await;
     let mut spec = cumulative_spec("INCIDENT_INTAKE", "cumulative");
     spec.concurrency = 1;
     stream.create_consumer(spec.config()).await.unwrap();
     publish(&js, "incident.v1.intake", &["one", "two", "three"]).await;
 
     let (release_tx, release) = tokio::sync::watch::channel(false);
-    let seen: Seen = Arc::default();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let task = {
-        let seen = seen.clone();
-        tokio::spawn(consumer::run(
-            js.clone(),
-            spec.clone(),
-            move |d| {
-                let (seen, mut release) = (seen.clone(), release.clone());
-                async move {
-                    let body = String::from_utf8_lossy(&d.payload).into_owned();
-                    seen.lock().unwrap().push((body.clone(), d.delivered));
-                    if body == "three" {
-                        let _ = release.wait_for(|r| *r).await;
-                        return Handled::Retry("the log is not writable".into());
-                    }
-                    Handled::Done
-                }
-            },
-            stop_rx,
-        ))
-    };
+    let retry = Handled::Retry("the log is not writable".into());
+    let (seen, stop_tx, task) = spawn_gated(
+        &js,
+        spec.clone(),
+        vec![("three", release, retry)],
+        |_, _| Handled::Done,
+    );
     let started = Instant::now();
     while count(&seen, "three") < 1 {
         assert!(started.elapsed() < Duration::from_secs(5));
@@ -557,7 +505,7 @@ async fn a_consumer_created_again_by_someone_else_is_noticed_from_its_deliveries
     }
     // with "three" in flight the window is full: the process asks for nothing meanwhile
     js.delete_stream("INCIDENT_INTAKE").await.unwrap();
-    let stream = ensure_stream(&js, &INCIDENT_INTAKE, window).await.unwrap();
+    let stream = ensure_stream(&js, &INCIDENT_INTAKE, WINDOW).await.unwrap();
     let mut consumer = stream.create_consumer(spec.config()).await.unwrap();
     publish(&js, "incident.v1.intake", &["four", "five", "six"]).await;
     release_tx.send(true).unwrap();
