@@ -202,6 +202,74 @@ async fn kill9_of_intake_while_it_consumes_the_intake_subject_loses_and_repeats_
     assert!(missing.is_empty(), "messages lost: {missing:?}");
 }
 
+/// Publishes `msg-<i>` for `range` to the intake subject and waits for the stream's acks.
+async fn publish_intake(js: &async_nats::jetstream::Context, range: std::ops::Range<usize>) {
+    let mut acks = Vec::new();
+    for i in range {
+        let body = serde_json::json!({
+            "title": format!("msg-{i}"), "service": "queue",
+            "impact": "low", "urgency": "low"
+        });
+        acks.push(
+            js.publish("incident.v1.intake", body.to_string().into())
+                .await
+                .unwrap(),
+        );
+    }
+    for a in acks {
+        a.await.unwrap();
+    }
+}
+
+/// Waits (up to 30 s) until intake's consumer acked every message up to `seq`.
+async fn wait_intake_acked(stream: &async_nats::jetstream::stream::Stream, seq: u64) {
+    for _ in 0..300 {
+        if let Ok(mut c) = stream
+            .get_consumer::<async_nats::jetstream::consumer::pull::Config>("incident-intake")
+            .await
+            && let Ok(info) = c.info().await
+            && info.ack_floor.stream_sequence == seq
+            && info.num_ack_pending == 0
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("intake did not ack up to {seq} within 30 s");
+}
+
+/// nats-server restarted while intake consumes the intake subject (cumulative acks, a durable
+/// restored from the server's store): the messages before and after are each opened once, and
+/// all of them are acked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nats_restart_while_intake_consumes_the_intake_subject_loses_and_repeats_nothing() {
+    let mut k = Killable::start();
+    let url = k.url.clone();
+    let js = async_nats::jetstream::new(async_nats::connect(k.nats.url()).await.unwrap());
+    wait_for_intake_streams(&js).await;
+    let stream = js.get_stream("INCIDENT_INTAKE").await.unwrap();
+    publish_intake(&js, 0..300).await;
+    wait_intake_acked(&stream, 300).await;
+
+    k.nats.restart();
+    let js = async_nats::jetstream::new(async_nats::connect(k.nats.url()).await.unwrap());
+    let stream = js.get_stream("INCIDENT_INTAKE").await.unwrap();
+    publish_intake(&js, 300..600).await;
+    wait_intake_acked(&stream, 600).await;
+
+    let listed = ctl_ok(&url, &["list", "--all", "--limit", "10000"]);
+    let mut titles: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["title"].as_str().unwrap())
+        .collect();
+    titles.sort_unstable();
+    let mut expected: Vec<String> = (0..600).map(|i| format!("msg-{i}")).collect();
+    expected.sort_unstable();
+    assert_eq!(titles, expected, "each message opened exactly one incident");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_of_intake_under_three_clients_loses_nothing_answered() {
     let mut k = Killable::start();
