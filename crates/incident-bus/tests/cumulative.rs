@@ -209,8 +209,8 @@ async fn a_retried_message_holds_the_floor_and_a_dead_letter_is_covered_once_sto
     .await;
 
     let mut spec = cumulative_spec("INCIDENT_INTAKE", "cumulative");
-    // the retry comes back after 2 s: long enough to look at the floor meanwhile
-    spec.backoff = vec![Duration::from_secs(2)];
+    // the retry comes back after 4 s: long enough to look at the floor meanwhile
+    spec.backoff = vec![Duration::from_secs(4)];
     spec.max_deliver = 3;
     let (seen, stop_tx, task) = spawn_consumer(&js, spec);
     let mut consumer = consumer_with(&stream, "cumulative", AckPolicy::All).await;
@@ -236,7 +236,7 @@ async fn a_retried_message_holds_the_floor_and_a_dead_letter_is_covered_once_sto
     assert_eq!(info.num_ack_pending, 4, "{info:?}");
 
     // the redelivery is handled, and one ack covers the rest
-    wait_all_acked(&mut consumer, 5, Duration::from_secs(10)).await;
+    wait_all_acked(&mut consumer, 5, Duration::from_secs(15)).await;
     assert_eq!(count(&seen, "flaky"), 2);
     for body in ["one", "three", "poison", "five"] {
         assert_eq!(count(&seen, body), 1, "{body}: {:?}", seen.lock().unwrap());
