@@ -122,23 +122,9 @@ async fn kill9_of_intake_while_it_consumes_the_intake_subject_loses_and_repeats_
     let publisher = {
         let js = js.clone();
         tokio::spawn(async move {
-            let mut acks = Vec::with_capacity(N);
-            for i in 0..N {
-                let body = serde_json::json!({
-                    "title": format!("msg-{i}"), "service": "queue",
-                    "impact": "low", "urgency": "low"
-                });
-                acks.push(
-                    js.publish("incident.v1.intake", body.to_string().into())
-                        .await
-                        .unwrap(),
-                );
-                if i % 500 == 499 {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-            for a in acks {
-                a.await.unwrap();
+            for burst in (0..N).step_by(500) {
+                publish_intake(&js, burst..burst + 500).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
     };
@@ -177,29 +163,23 @@ async fn kill9_of_intake_while_it_consumes_the_intake_subject_loses_and_repeats_
         consumer.info().await.unwrap().config.ack_policy,
         async_nats::jetstream::consumer::AckPolicy::All
     );
-    let mut acked = false;
-    for _ in 0..300 {
-        let info = consumer.info().await.unwrap();
-        if info.ack_floor.stream_sequence == N as u64 && info.num_ack_pending == 0 {
-            acked = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(acked, "all acked: {:?}", consumer.info().await.unwrap());
-    let listed = ctl_ok(&url, &["list", "--all", "--limit", "10000"]);
-    let titles: Vec<&str> = listed
+    wait_intake_acked(&stream, N as u64).await;
+    assert_each_message_opened_once(&url, N);
+}
+
+/// Each of `msg-0` .. `msg-<n-1>` opened exactly one incident, and nothing else was opened.
+fn assert_each_message_opened_once(url: &str, n: usize) {
+    let listed = ctl_ok(url, &["list", "--all", "--limit", "10000"]);
+    let mut titles: Vec<&str> = listed
         .as_array()
         .unwrap()
         .iter()
         .map(|i| i["title"].as_str().unwrap())
         .collect();
-    let unique: HashSet<&str> = titles.iter().copied().collect();
-    assert_eq!(unique.len(), titles.len(), "a message opened two incidents");
-    let missing: Vec<usize> = (0..N)
-        .filter(|i| !unique.contains(format!("msg-{i}").as_str()))
-        .collect();
-    assert!(missing.is_empty(), "messages lost: {missing:?}");
+    titles.sort_unstable();
+    let mut expected: Vec<String> = (0..n).map(|i| format!("msg-{i}")).collect();
+    expected.sort_unstable();
+    assert_eq!(titles, expected, "each message opened exactly one incident");
 }
 
 /// Publishes `msg-<i>` for `range` to the intake subject and waits for the stream's acks.
@@ -257,17 +237,7 @@ async fn a_nats_restart_while_intake_consumes_the_intake_subject_loses_and_repea
     publish_intake(&js, 300..600).await;
     wait_intake_acked(&stream, 600).await;
 
-    let listed = ctl_ok(&url, &["list", "--all", "--limit", "10000"]);
-    let mut titles: Vec<&str> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["title"].as_str().unwrap())
-        .collect();
-    titles.sort_unstable();
-    let mut expected: Vec<String> = (0..600).map(|i| format!("msg-{i}")).collect();
-    expected.sort_unstable();
-    assert_eq!(titles, expected, "each message opened exactly one incident");
+    assert_each_message_opened_once(&url, 600);
 }
 
 #[tokio::test(flavor = "multi_thread")]

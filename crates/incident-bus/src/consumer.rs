@@ -295,10 +295,17 @@ pub async fn run<H, Fut>(
                 }
                 c.started(seq);
             }
+            // an ack subject that does not parse (explicit acks only reach here with one):
+            // sequence 0, first delivery
+            let (seq, delivered) = info.map_or((0, 1), |(seq, _, delivered)| (seq, delivered));
             let mut handling = Box::pin(handle(
                 &js,
                 &spec,
-                Source::Delivered(msg),
+                Source::Delivered {
+                    msg,
+                    seq,
+                    delivered,
+                },
                 generation,
                 &handler,
             ));
@@ -377,8 +384,13 @@ pub fn delivery_id(stream: &str, headers: Option<&HeaderMap>, stream_sequence: u
 // the common variant is the large one: boxing it would allocate for every message
 #[allow(clippy::large_enum_variant)]
 enum Source {
-    /// Delivered by the consumer.
-    Delivered(jetstream::Message),
+    /// Delivered by the consumer, with its stream sequence and delivery count (read from its
+    /// ack subject once, by the loop).
+    Delivered {
+        msg: jetstream::Message,
+        seq: u64,
+        delivered: i64,
+    },
     /// Missing below the handled sequences, read from the stream by its sequence; `attempt`
     /// counts the reads of it.
     Read {
@@ -430,17 +442,17 @@ where
         outcome,
     };
     let (delivery, msg) = match source {
-        Source::Delivered(msg) => {
-            let (stream_sequence, delivered) = match msg.info() {
-                Ok(info) => (info.stream_sequence, info.delivered),
-                Err(_) => (0, 1),
-            };
+        Source::Delivered {
+            msg,
+            seq,
+            delivered,
+        } => {
             let delivery = Delivery {
-                id: delivery_id(&spec.stream, msg.headers.as_ref(), stream_sequence),
+                id: delivery_id(&spec.stream, msg.headers.as_ref(), seq),
                 subject: msg.subject.to_string(),
                 payload: msg.payload.clone(),
                 headers: msg.headers.clone(),
-                stream_sequence,
+                stream_sequence: seq,
                 delivered,
             };
             (delivery, Some(msg))

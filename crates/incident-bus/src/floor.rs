@@ -138,11 +138,6 @@ impl<T> AckFloor<T> {
     pub fn acked_through(&mut self, seq: u64) {
         self.acked = self.acked.max(seq);
     }
-
-    /// Finished sequences waiting above a hole.
-    pub fn waiting(&self) -> usize {
-        self.done.len()
-    }
 }
 
 #[cfg(test)]
@@ -186,12 +181,11 @@ mod tests {
         assert_eq!(f.to_ack(), Some((2, 2)));
         f.acked_through(2);
         assert_eq!(f.first_open(), 3);
-        assert_eq!(f.waiting(), 3);
         assert!(f.is_handled(5) && !f.is_handled(3));
         assert_eq!(f.to_ack(), None);
         f.finished(3, Some(3));
         assert_eq!(f.to_ack(), Some((6, 6)));
-        assert_eq!(f.waiting(), 0);
+        assert_eq!(f.first_open(), 7);
     }
 
     #[test]
