@@ -63,30 +63,18 @@ impl Envelope {
 
     /// The canonical JSON bytes of the envelope.
     pub fn to_canonical_bytes(&self) -> Vec<u8> {
-        // the envelope's own keys, written in byte order without building a JSON value of it:
-        // data, datacontenttype, id, source, specversion, subject, time, type
-        let mut out = Vec::with_capacity(256);
-        out.extend_from_slice(b"{\"data\":");
-        write_canonical(&self.data, &mut out);
-        for (key, value) in [
-            ("datacontenttype", &self.datacontenttype),
-            ("id", &self.id),
-            ("source", &self.source),
-            ("specversion", &self.specversion),
-            ("subject", &self.subject),
-        ] {
-            out.push(b',');
-            write_str(key, &mut out);
-            out.push(b':');
-            write_str(value, &mut out);
-        }
-        out.extend_from_slice(b",\"time\":");
-        // a timestamp serializes as its RFC 3339 string; writing into a Vec cannot fail
-        let _ = serde_json::to_writer(&mut out, &self.time);
-        out.extend_from_slice(b",\"type\":");
-        write_str(&self.ty, &mut out);
-        out.push(b'}');
-        out
+        canonical_bytes(
+            EnvelopeFields {
+                specversion: &self.specversion,
+                id: &self.id,
+                source: &self.source,
+                ty: &self.ty,
+                subject: &self.subject,
+                time: self.time,
+                datacontenttype: &self.datacontenttype,
+            },
+            |out| write_canonical(&self.data, out),
+        )
     }
 
     /// Parses and checks an envelope (any key order, any whitespace).
@@ -148,6 +136,48 @@ fn check<S: AsRef<str>>(specversion: &str, fields: [S; 4]) -> Result<(), Envelop
         }
     }
     Ok(())
+}
+
+/// An envelope's fields other than its data, borrowed.
+pub struct EnvelopeFields<'a> {
+    pub specversion: &'a str,
+    pub id: &'a str,
+    pub source: &'a str,
+    pub ty: &'a str,
+    pub subject: &'a str,
+    pub time: Timestamp,
+    pub datacontenttype: &'a str,
+}
+
+/// The canonical bytes of an envelope whose data `write_data` writes (canonical itself): the
+/// envelope's own keys in byte order, without building a JSON value of it.
+pub fn canonical_bytes(
+    fields: EnvelopeFields<'_>,
+    write_data: impl FnOnce(&mut Vec<u8>),
+) -> Vec<u8> {
+    // data, datacontenttype, id, source, specversion, subject, time, type
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(b"{\"data\":");
+    write_data(&mut out);
+    for (key, value) in [
+        ("datacontenttype", fields.datacontenttype),
+        ("id", fields.id),
+        ("source", fields.source),
+        ("specversion", fields.specversion),
+        ("subject", fields.subject),
+    ] {
+        out.push(b',');
+        write_str(key, &mut out);
+        out.push(b':');
+        write_str(value, &mut out);
+    }
+    out.extend_from_slice(b",\"time\":");
+    // a timestamp serializes as its RFC 3339 string; writing into a Vec cannot fail
+    let _ = serde_json::to_writer(&mut out, &fields.time);
+    out.extend_from_slice(b",\"type\":");
+    write_str(fields.ty, &mut out);
+    out.push(b'}');
+    out
 }
 
 /// Writes `value` as JSON with object keys in byte order and no whitespace.

@@ -8,7 +8,9 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use thiserror::Error;
 
-use crate::envelope::EnvelopeRef;
+use std::borrow::Cow;
+
+use crate::envelope::{EnvelopeFields, EnvelopeRef};
 use crate::{
     Envelope, EnvelopeError, EventKind, Impact, IncidentEvent, IncidentId, Priority, Source,
     Status, Urgency,
@@ -61,110 +63,133 @@ pub fn type_name(kind: &EventKind) -> &'static str {
     }
 }
 
+// Every payload struct declares its fields in the byte order of their names: serialized as
+// declared, that is the canonical form, so `encode_canonical` writes it straight out (a test
+// checks it against sorting a JSON value for every type). Strings are borrowed when written
+// and owned when read.
+
 #[derive(Serialize, Deserialize)]
-struct SourceV1 {
-    kind: String,
+struct SourceV1<'a> {
     #[serde(default)]
-    key: String,
+    key: Cow<'a, str>,
+    kind: Cow<'a, str>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct OpenedV1 {
-    actor: String,
-    title: String,
+struct OpenedV1<'a> {
+    actor: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dedup_key: Option<Cow<'a, str>>,
     #[serde(default)]
-    description: String,
-    service: String,
+    description: Cow<'a, str>,
     #[serde(default)]
-    group: String,
+    group: Cow<'a, str>,
     impact: Impact,
-    urgency: Urgency,
     priority: Priority,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    dedup_key: Option<String>,
+    request_id: Option<Cow<'a, str>>,
+    service: Cow<'a, str>,
+    source: SourceV1<'a>,
+    title: Cow<'a, str>,
+    urgency: Urgency,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ActorV1<'a> {
+    actor: Cow<'a, str>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct AssignedV1<'a> {
+    actor: Cow<'a, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    request_id: Option<String>,
-    source: SourceV1,
+    assignee: Option<Cow<'a, str>>,
+    group: Cow<'a, str>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct ActorV1 {
-    actor: String,
+struct ReasonV1<'a> {
+    actor: Cow<'a, str>,
+    reason: Cow<'a, str>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct AssignedV1 {
-    actor: String,
-    group: String,
+struct ResolvedV1<'a> {
+    actor: Cow<'a, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    assignee: Option<String>,
+    note: Option<Cow<'a, str>>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct ReasonV1 {
-    actor: String,
-    reason: String,
-}
-
-#[derive(Serialize, Deserialize)]
-struct ResolvedV1 {
-    actor: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    note: Option<String>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct ReopenedV1 {
-    actor: String,
-    reason: String,
+struct ReopenedV1<'a> {
+    actor: Cow<'a, str>,
+    reason: Cow<'a, str>,
     status: Status,
 }
 
 #[derive(Serialize, Deserialize)]
-struct CommentedV1 {
-    actor: String,
-    text: String,
+struct CommentedV1<'a> {
+    actor: Cow<'a, str>,
+    text: Cow<'a, str>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct PriorityChangedV1 {
-    actor: String,
+struct PriorityChangedV1<'a> {
+    actor: Cow<'a, str>,
     from: Priority,
-    to: Priority,
     impact: Impact,
+    reason: Cow<'a, str>,
+    to: Priority,
     urgency: Urgency,
-    reason: String,
 }
 
 #[derive(Serialize, Deserialize)]
-struct DuplicateReceivedV1 {
-    actor: String,
-    source: SourceV1,
+struct DuplicateReceivedV1<'a> {
+    actor: Cow<'a, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    request_id: Option<String>,
+    request_id: Option<Cow<'a, str>>,
+    source: SourceV1<'a>,
 }
 
-fn source_v1(s: &Source) -> SourceV1 {
+/// An event's payload, borrowing from the event: serializes as the payload struct itself.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Payload<'a> {
+    Opened(OpenedV1<'a>),
+    Actor(ActorV1<'a>),
+    Assigned(AssignedV1<'a>),
+    Reason(ReasonV1<'a>),
+    Resolved(ResolvedV1<'a>),
+    Reopened(ReopenedV1<'a>),
+    Commented(CommentedV1<'a>),
+    PriorityChanged(PriorityChangedV1<'a>),
+    DuplicateReceived(DuplicateReceivedV1<'a>),
+}
+
+fn b(s: &str) -> Cow<'_, str> {
+    Cow::Borrowed(s)
+}
+
+fn opt(s: &Option<String>) -> Option<Cow<'_, str>> {
+    s.as_deref().map(Cow::Borrowed)
+}
+
+fn source_v1(s: &Source) -> SourceV1<'_> {
     SourceV1 {
-        kind: s.kind.clone(),
-        key: s.key.clone(),
+        key: b(&s.key),
+        kind: b(&s.kind),
     }
 }
 
-fn source_of(s: SourceV1) -> Source {
+fn source_of(s: SourceV1<'_>) -> Source {
     Source {
-        kind: s.kind,
-        key: s.key,
+        kind: s.kind.into_owned(),
+        key: s.key.into_owned(),
     }
 }
 
-fn to_value<T: Serialize>(v: T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
-}
-
-/// The stored payload of an event.
-pub fn data_of(event: &IncidentEvent) -> Value {
-    let actor = event.actor.clone();
+fn payload(event: &IncidentEvent) -> Payload<'_> {
+    let actor = b(&event.actor);
     match &event.kind {
         EventKind::Opened {
             title,
@@ -177,44 +202,44 @@ pub fn data_of(event: &IncidentEvent) -> Value {
             dedup_key,
             request_id,
             source,
-        } => to_value(OpenedV1 {
+        } => Payload::Opened(OpenedV1 {
             actor,
-            title: title.clone(),
-            description: description.clone(),
-            service: service.clone(),
-            group: group.clone(),
+            dedup_key: opt(dedup_key),
+            description: b(description),
+            group: b(group),
             impact: *impact,
-            urgency: *urgency,
             priority: *priority,
-            dedup_key: dedup_key.clone(),
-            request_id: request_id.clone(),
+            request_id: opt(request_id),
+            service: b(service),
             source: source_v1(source),
+            title: b(title),
+            urgency: *urgency,
         }),
         EventKind::Acknowledged
         | EventKind::WorkStarted
         | EventKind::Resumed
-        | EventKind::Closed => to_value(ActorV1 { actor }),
-        EventKind::Assigned { group, assignee } => to_value(AssignedV1 {
+        | EventKind::Closed => Payload::Actor(ActorV1 { actor }),
+        EventKind::Assigned { group, assignee } => Payload::Assigned(AssignedV1 {
             actor,
-            group: group.clone(),
-            assignee: assignee.clone(),
+            assignee: opt(assignee),
+            group: b(group),
         }),
-        EventKind::PutOnHold { reason } => to_value(ReasonV1 {
+        EventKind::PutOnHold { reason } => Payload::Reason(ReasonV1 {
             actor,
-            reason: reason.clone(),
+            reason: b(reason),
         }),
-        EventKind::Resolved { note } => to_value(ResolvedV1 {
+        EventKind::Resolved { note } => Payload::Resolved(ResolvedV1 {
             actor,
-            note: note.clone(),
+            note: opt(note),
         }),
-        EventKind::Reopened { reason, status } => to_value(ReopenedV1 {
+        EventKind::Reopened { reason, status } => Payload::Reopened(ReopenedV1 {
             actor,
-            reason: reason.clone(),
+            reason: b(reason),
             status: *status,
         }),
-        EventKind::Commented { text } => to_value(CommentedV1 {
+        EventKind::Commented { text } => Payload::Commented(CommentedV1 {
             actor,
-            text: text.clone(),
+            text: b(text),
         }),
         EventKind::PriorityChanged {
             from,
@@ -222,20 +247,27 @@ pub fn data_of(event: &IncidentEvent) -> Value {
             impact,
             urgency,
             reason,
-        } => to_value(PriorityChangedV1 {
+        } => Payload::PriorityChanged(PriorityChangedV1 {
             actor,
             from: *from,
-            to: *to,
             impact: *impact,
+            reason: b(reason),
+            to: *to,
             urgency: *urgency,
-            reason: reason.clone(),
         }),
-        EventKind::DuplicateReceived { source, request_id } => to_value(DuplicateReceivedV1 {
-            actor,
-            source: source_v1(source),
-            request_id: request_id.clone(),
-        }),
+        EventKind::DuplicateReceived { source, request_id } => {
+            Payload::DuplicateReceived(DuplicateReceivedV1 {
+                actor,
+                request_id: opt(request_id),
+                source: source_v1(source),
+            })
+        }
     }
+}
+
+/// The stored payload of an event.
+pub fn data_of(event: &IncidentEvent) -> Value {
+    serde_json::to_value(payload(event)).unwrap_or(Value::Null)
 }
 
 /// Wraps an event in its envelope under the given event id (a UUIDv7 the caller generated).
@@ -247,6 +279,26 @@ pub fn encode(event: &IncidentEvent, event_id: &str) -> Envelope {
         event.incident_id.as_str(),
         event.at,
         data_of(event),
+    )
+}
+
+/// The canonical bytes of `encode(event, event_id)`, written straight from the event (no JSON
+/// value built on the way): what the log stores and the hash chain covers.
+pub fn encode_canonical(event: &IncidentEvent, event_id: &str) -> Vec<u8> {
+    crate::envelope::canonical_bytes(
+        EnvelopeFields {
+            specversion: crate::envelope::SPEC_VERSION,
+            id: event_id,
+            source: SOURCE,
+            ty: type_name(&event.kind),
+            subject: event.incident_id.as_str(),
+            time: event.at,
+            datacontenttype: crate::envelope::CONTENT_TYPE,
+        },
+        // a payload struct serializes into a Vec without fail
+        |out| {
+            let _ = serde_json::to_writer(out, &payload(event));
+        },
     )
 }
 
@@ -320,77 +372,104 @@ fn decode_parts<D: Data>(
         "incident.opened.v1" => {
             let d: OpenedV1 = data.parse(ty)?;
             (
-                d.actor,
+                d.actor.into_owned(),
                 EventKind::Opened {
-                    title: d.title,
-                    description: d.description,
-                    service: d.service,
-                    group: d.group,
+                    title: d.title.into_owned(),
+                    description: d.description.into_owned(),
+                    service: d.service.into_owned(),
+                    group: d.group.into_owned(),
                     impact: d.impact,
                     urgency: d.urgency,
                     priority: d.priority,
-                    dedup_key: d.dedup_key,
-                    request_id: d.request_id,
+                    dedup_key: d.dedup_key.map(Cow::into_owned),
+                    request_id: d.request_id.map(Cow::into_owned),
                     source: source_of(d.source),
                 },
             )
         }
-        "incident.acknowledged.v1" => (data.parse::<ActorV1>(ty)?.actor, EventKind::Acknowledged),
-        "incident.work_started.v1" => (data.parse::<ActorV1>(ty)?.actor, EventKind::WorkStarted),
-        "incident.resumed.v1" => (data.parse::<ActorV1>(ty)?.actor, EventKind::Resumed),
-        "incident.closed.v1" => (data.parse::<ActorV1>(ty)?.actor, EventKind::Closed),
+        "incident.acknowledged.v1" => (
+            data.parse::<ActorV1>(ty)?.actor.into_owned(),
+            EventKind::Acknowledged,
+        ),
+        "incident.work_started.v1" => (
+            data.parse::<ActorV1>(ty)?.actor.into_owned(),
+            EventKind::WorkStarted,
+        ),
+        "incident.resumed.v1" => (
+            data.parse::<ActorV1>(ty)?.actor.into_owned(),
+            EventKind::Resumed,
+        ),
+        "incident.closed.v1" => (
+            data.parse::<ActorV1>(ty)?.actor.into_owned(),
+            EventKind::Closed,
+        ),
         "incident.assigned.v1" => {
             let d: AssignedV1 = data.parse(ty)?;
             (
-                d.actor,
+                d.actor.into_owned(),
                 EventKind::Assigned {
-                    group: d.group,
-                    assignee: d.assignee,
+                    group: d.group.into_owned(),
+                    assignee: d.assignee.map(Cow::into_owned),
                 },
             )
         }
         "incident.put_on_hold.v1" => {
             let d: ReasonV1 = data.parse(ty)?;
-            (d.actor, EventKind::PutOnHold { reason: d.reason })
+            (
+                d.actor.into_owned(),
+                EventKind::PutOnHold {
+                    reason: d.reason.into_owned(),
+                },
+            )
         }
         "incident.resolved.v1" => {
             let d: ResolvedV1 = data.parse(ty)?;
-            (d.actor, EventKind::Resolved { note: d.note })
+            (
+                d.actor.into_owned(),
+                EventKind::Resolved {
+                    note: d.note.map(Cow::into_owned),
+                },
+            )
         }
         "incident.reopened.v1" => {
             let d: ReopenedV1 = data.parse(ty)?;
             (
-                d.actor,
+                d.actor.into_owned(),
                 EventKind::Reopened {
-                    reason: d.reason,
+                    reason: d.reason.into_owned(),
                     status: d.status,
                 },
             )
         }
         "incident.commented.v1" => {
             let d: CommentedV1 = data.parse(ty)?;
-            (d.actor, EventKind::Commented { text: d.text })
+            (
+                d.actor.into_owned(),
+                EventKind::Commented {
+                    text: d.text.into_owned(),
+                },
+            )
         }
         "incident.priority_changed.v1" => {
             let d: PriorityChangedV1 = data.parse(ty)?;
             (
-                d.actor,
+                d.actor.into_owned(),
                 EventKind::PriorityChanged {
                     from: d.from,
                     to: d.to,
                     impact: d.impact,
                     urgency: d.urgency,
-                    reason: d.reason,
+                    reason: d.reason.into_owned(),
                 },
             )
         }
         "incident.duplicate_received.v1" => {
             let d: DuplicateReceivedV1 = data.parse(ty)?;
             (
-                d.actor,
+                d.actor.into_owned(),
                 EventKind::DuplicateReceived {
                     source: source_of(d.source),
-                    request_id: d.request_id,
+                    request_id: d.request_id.map(Cow::into_owned),
                 },
             )
         }

@@ -126,6 +126,11 @@ fn every_stored_type_has_a_golden_file_that_still_reads() {
             encoded.to_canonical_bytes(),
             "{ty}: today's encoder writes the same bytes"
         );
+        assert_eq!(
+            env.to_canonical_bytes(),
+            stored::encode_canonical(event, &id),
+            "{ty}: the bytes written straight from the event are the same"
+        );
     }
 }
 

@@ -20,7 +20,7 @@ use std::sync::{Arc, RwLock};
 
 use incident_domain::{
     Action, Command, Incident, IncidentEvent, IncidentId, OpenIncident, PriorityMatrix, decide,
-    envelope::Envelope, stored,
+    stored,
 };
 use incident_eventlog::{
     AppendError, AppendRequest, Appended, EventLog, ExpectedVersion, Head, NewEvent,
@@ -504,10 +504,9 @@ impl Processor {
                 Err(err) => return Plan::Refused(ServiceError::Internal(err.to_string())),
             }
             let event_id = uuid::Uuid::now_v7().to_string();
-            let env: Envelope = stored::encode(&e, &event_id);
             new_events.push(NewEvent {
                 id: event_id.clone(),
-                bytes: env.to_canonical_bytes(),
+                bytes: stored::encode_canonical(&e, &event_id),
             });
             encoded.push((e, event_id));
         }
@@ -568,7 +567,7 @@ impl Processor {
         let intact = results.iter().all(Result::is_ok);
 
         // Apply what is durable, in order, and keep each request's resulting state.
-        let mut after_append: Vec<Result<Incident, ServiceError>> =
+        let mut after_append: Vec<Option<Result<Incident, ServiceError>>> =
             Vec::with_capacity(results.len());
         let mut changes = Vec::new();
         let mut recorded = false;
@@ -613,16 +612,16 @@ impl Processor {
                         self.metrics
                             .events_appended
                             .fetch_add(appended, Ordering::Relaxed);
-                        after_append.push(last.ok_or_else(|| {
+                        after_append.push(Some(last.ok_or_else(|| {
                             ServiceError::Internal("recorded event did not fold".into())
-                        }));
+                        })));
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "append failed");
                         storage_failed |= matches!(e, AppendError::Storage(_));
-                        after_append.push(Err(ServiceError::Unavailable(format!(
+                        after_append.push(Some(Err(ServiceError::Unavailable(format!(
                             "could not record the command: {e}"
-                        ))));
+                        )))));
                     }
                 }
             }
@@ -665,12 +664,13 @@ impl Processor {
                 Plan::Append {
                     index,
                     deduplicated,
-                } => match after_append.get(index) {
+                } => match after_append.get_mut(index).and_then(Option::take) {
+                    // each append answers one request: its state moves into the answer
                     Some(Ok(incident)) => Ok(Outcome {
-                        incident: incident.clone(),
+                        incident,
                         deduplicated,
                     }),
-                    Some(Err(e)) => Err(clone_err(e)),
+                    Some(Err(e)) => Err(e),
                     None => Err(ServiceError::Internal("missing append result".into())),
                 },
             };
@@ -733,14 +733,6 @@ impl Processor {
             self.metrics.command(p.command, e.result_label());
             let _ = p.reply.send(Err(e));
         }
-    }
-}
-
-fn clone_err(e: &ServiceError) -> ServiceError {
-    match e {
-        ServiceError::Rejected(d) => ServiceError::Rejected(d.clone()),
-        ServiceError::Unavailable(s) => ServiceError::Unavailable(s.clone()),
-        ServiceError::Internal(s) => ServiceError::Internal(s.clone()),
     }
 }
 
