@@ -142,27 +142,29 @@ pub struct Incident {
 
 /// Folds one event into the state. The first event of an incident must be `Opened`.
 pub fn evolve(state: Option<Incident>, event: &IncidentEvent) -> Result<Incident, HistoryError> {
+    match (state, &event.kind) {
+        (None, EventKind::Opened { .. }) => Ok(opened(event)),
+        (None, kind) => Err(HistoryError::NotOpened {
+            id: event.incident_id.to_string(),
+            event_type: crate::stored::type_name(kind),
+        }),
+        (Some(mut inc), _) => {
+            evolve_in_place(&mut inc, event)?;
+            Ok(inc)
+        }
+    }
+}
+
+/// Folds one event into an incident's state where it lies (an `Opened` is an error and leaves
+/// the state as it was): a long fold then moves no incident around.
+pub fn evolve_in_place(inc: &mut Incident, event: &IncidentEvent) -> Result<(), HistoryError> {
     let at = event.at;
-    let mut inc = match (state, &event.kind) {
-        (None, EventKind::Opened { .. }) => {
-            return Ok(opened(event));
-        }
-        (None, kind) => {
-            return Err(HistoryError::NotOpened {
-                id: event.incident_id.to_string(),
-                event_type: crate::stored::type_name(kind),
-            });
-        }
-        (Some(_), EventKind::Opened { .. }) => {
+    match &event.kind {
+        EventKind::Opened { .. } => {
             return Err(HistoryError::OpenedTwice {
                 id: event.incident_id.to_string(),
             });
         }
-        (Some(inc), _) => inc,
-    };
-    match &event.kind {
-        // an `Opened` on an existing incident was answered above with `OpenedTwice`
-        EventKind::Opened { .. } => {}
         EventKind::Acknowledged => {
             inc.status = Status::Acknowledged;
             inc.acknowledged_at.get_or_insert(at);
@@ -225,7 +227,7 @@ pub fn evolve(state: Option<Incident>, event: &IncidentEvent) -> Result<Incident
     }
     inc.version += 1;
     inc.updated_at = at;
-    Ok(inc)
+    Ok(())
 }
 
 fn opened(event: &IncidentEvent) -> Incident {

@@ -44,5 +44,5 @@ pub use envelope::{Envelope, EnvelopeError};
 pub use error::{DomainError, HistoryError};
 pub use event::{EventKind, IncidentEvent};
 pub use id::IncidentId;
-pub use incident::{Comment, Incident, Source, Status, evolve, fold};
+pub use incident::{Comment, Incident, Source, Status, evolve, evolve_in_place, fold};
 pub use priority::{Impact, MatrixError, Priority, PriorityMatrix, Urgency};

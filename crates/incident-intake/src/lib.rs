@@ -106,7 +106,7 @@ pub(crate) fn fold_after(
             )
         })?;
         state
-            .apply(&event)
+            .fold_in(&event)
             .with_context(|| format!("log record {}: does not fit the history", rec.seq))
             .map_err(FoldError::History)?;
         Ok(())

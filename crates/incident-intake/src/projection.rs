@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use incident_domain::{
     EventKind, HistoryError, Incident, IncidentEvent, IncidentId, Priority, Status, evolve,
+    evolve_in_place,
 };
 
 #[derive(Debug, Default, PartialEq)]
@@ -92,44 +93,59 @@ impl Projection {
         self.by_request.get(request_id)
     }
 
-    /// Folds one event in and returns the incident after it.
+    /// Folds one event in and returns the incident after it; the state is unchanged when the
+    /// event does not fit.
     pub fn apply(&mut self, event: &IncidentEvent) -> Result<&Incident, HistoryError> {
-        let before = self.incidents.remove(&event.incident_id).map(|b| *b);
-        let after = evolve(before, event)?;
-        self.index(&after, &event.kind);
-        Ok(self
-            .incidents
-            .entry(after.id.clone())
-            .or_insert(Box::new(after)))
+        let Projection {
+            incidents,
+            by_dedup,
+            by_request,
+        } = self;
+        let id = &event.incident_id;
+        if !incidents.contains_key(id) {
+            let opened = evolve(None, event)?;
+            index(by_dedup, by_request, &opened, &event.kind);
+            return Ok(incidents.entry(id.clone()).or_insert(Box::new(opened)));
+        }
+        let inc = incidents
+            .get_mut(id)
+            .ok_or_else(|| HistoryError::NotOpened {
+                id: id.to_string(),
+                event_type: incident_domain::stored::type_name(&event.kind),
+            })?;
+        evolve_in_place(inc, event)?;
+        index(by_dedup, by_request, inc, &event.kind);
+        Ok(&**inc)
+    }
+
+    /// Folds one event in (as [`Projection::apply`], for long folds): an incident's later
+    /// events are folded where it lies, so nothing is moved or allocated for it.
+    pub fn fold_in(&mut self, event: &IncidentEvent) -> Result<(), HistoryError> {
+        let Projection {
+            incidents,
+            by_dedup,
+            by_request,
+        } = self;
+        match incidents.get_mut(&event.incident_id) {
+            Some(inc) => {
+                evolve_in_place(inc, event)?;
+                index(by_dedup, by_request, inc, &event.kind);
+            }
+            None => {
+                let opened = evolve(None, event)?;
+                index(by_dedup, by_request, &opened, &event.kind);
+                incidents.insert(opened.id.clone(), Box::new(opened));
+            }
+        }
+        Ok(())
     }
 
     /// Replaces an incident's state as a whole (after a batch decided on a copy).
     pub fn put(&mut self, inc: Incident, kinds: &[&EventKind]) {
         for kind in kinds {
-            self.index(&inc, kind);
+            index(&mut self.by_dedup, &mut self.by_request, &inc, kind);
         }
         self.incidents.insert(inc.id.clone(), Box::new(inc));
-    }
-
-    fn index(&mut self, inc: &Incident, kind: &EventKind) {
-        if let EventKind::Opened {
-            request_id: Some(r),
-            ..
-        }
-        | EventKind::DuplicateReceived {
-            request_id: Some(r),
-            ..
-        } = kind
-        {
-            self.by_request.insert(r.clone(), inc.id.clone());
-        }
-        if let Some(key) = &inc.dedup_key {
-            if inc.status.is_active() {
-                self.by_dedup.insert(key.clone(), inc.id.clone());
-            } else if self.by_dedup.get(key) == Some(&inc.id) {
-                self.by_dedup.remove(key);
-            }
-        }
     }
 
     /// Newest first, after `before` (exclusive) when paging.
@@ -163,5 +179,154 @@ impl Projection {
             *counts.entry(inc.status.as_str()).or_default() += 1;
         }
         counts
+    }
+}
+
+/// Keeps the dedup and request indexes up to date with an incident after `kind` was folded in.
+fn index(
+    by_dedup: &mut HashMap<String, IncidentId>,
+    by_request: &mut HashMap<String, IncidentId>,
+    inc: &Incident,
+    kind: &EventKind,
+) {
+    if let EventKind::Opened {
+        request_id: Some(r),
+        ..
+    }
+    | EventKind::DuplicateReceived {
+        request_id: Some(r),
+        ..
+    } = kind
+    {
+        by_request.insert(r.clone(), inc.id.clone());
+    }
+    if let Some(key) = &inc.dedup_key {
+        if inc.status.is_active() {
+            if by_dedup.get(key) != Some(&inc.id) {
+                by_dedup.insert(key.clone(), inc.id.clone());
+            }
+        } else if by_dedup.get(key) == Some(&inc.id) {
+            by_dedup.remove(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use incident_domain::testing::{ev, opened};
+    use incident_domain::{Impact, Source, Urgency};
+
+    fn with_keys() -> IncidentEvent {
+        let mut open = opened(Impact::High, Urgency::Low);
+        if let EventKind::Opened {
+            dedup_key,
+            request_id,
+            ..
+        } = &mut open.kind
+        {
+            *dedup_key = Some("disk-full".into());
+            *request_id = Some("req-1".into());
+        }
+        open
+    }
+
+    fn history() -> Vec<IncidentEvent> {
+        vec![
+            with_keys(),
+            ev(1, EventKind::Acknowledged),
+            ev(
+                2,
+                EventKind::Assigned {
+                    group: "dba".into(),
+                    assignee: Some("bob".into()),
+                },
+            ),
+            ev(3, EventKind::WorkStarted),
+            ev(
+                4,
+                EventKind::PutOnHold {
+                    reason: "vendor".into(),
+                },
+            ),
+            ev(5, EventKind::Resumed),
+            ev(6, EventKind::Commented { text: "x".into() }),
+            ev(
+                7,
+                EventKind::PriorityChanged {
+                    from: Priority::P2,
+                    to: Priority::P1,
+                    impact: Impact::High,
+                    urgency: Urgency::High,
+                    reason: "worse".into(),
+                },
+            ),
+            ev(
+                8,
+                EventKind::DuplicateReceived {
+                    source: Source {
+                        kind: "nats".into(),
+                        key: "disk-full".into(),
+                    },
+                    request_id: Some("req-2".into()),
+                },
+            ),
+            ev(9, EventKind::Resolved { note: None }),
+            ev(
+                10,
+                EventKind::Reopened {
+                    reason: "again".into(),
+                    status: Status::InProgress,
+                },
+            ),
+            ev(11, EventKind::Resolved { note: None }),
+            ev(12, EventKind::Closed),
+        ]
+    }
+
+    #[test]
+    fn folding_in_place_gives_the_domain_fold_and_keeps_the_indexes() {
+        let history = history();
+        let (mut p, mut folded) = (Projection::default(), Projection::default());
+        for (n, e) in history.iter().enumerate() {
+            let after = p.apply(e).unwrap().clone();
+            folded.fold_in(e).unwrap();
+            assert_eq!(
+                folded, p,
+                "a long fold keeps what applying keeps (after event {n})"
+            );
+            let expected = incident_domain::fold(&history[..=n]).unwrap().unwrap();
+            assert_eq!(after, expected, "after event {n}");
+            let by_key = p.active_by_dedup("disk-full").cloned();
+            assert_eq!(
+                by_key.is_some(),
+                expected.status.is_active(),
+                "the dedup key names the incident while it is active (after event {n})"
+            );
+        }
+        assert_eq!(p.len(), 1);
+        assert_eq!(p.events_folded(), history.len() as u64);
+        for r in ["req-1", "req-2"] {
+            assert_eq!(p.by_request(r), Some(&history[0].incident_id), "{r}");
+        }
+    }
+
+    #[test]
+    fn an_event_that_does_not_fit_leaves_the_state_as_it_was() {
+        let mut p = Projection::default();
+        assert!(matches!(
+            p.fold_in(&ev(1, EventKind::Acknowledged)),
+            Err(HistoryError::NotOpened { .. })
+        ));
+        assert!(p.is_empty(), "nothing is kept of an event before the open");
+        p.fold_in(&with_keys()).unwrap();
+        p.fold_in(&ev(1, EventKind::Acknowledged)).unwrap();
+        let before = p.get(&with_keys().incident_id).cloned();
+        assert!(matches!(
+            p.fold_in(&with_keys()),
+            Err(HistoryError::OpenedTwice { .. })
+        ));
+        assert_eq!(p.get(&with_keys().incident_id).cloned(), before);
+        assert_eq!(p.events_folded(), 2);
     }
 }
