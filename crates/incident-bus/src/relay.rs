@@ -9,6 +9,16 @@
 //! `Nats-Msg-Id` names the newest event of that incident already published.
 //!
 //! The cursor (the last log sequence known to be on the stream) lives in the log's cursor table.
+//!
+//! A chunk of records is sent with one acknowledgement, not one each: every record but the
+//! last is published without asking for an ack, the last one with. The server stores a
+//! connection's messages to a stream in the order they arrive, so the last one's ack tells
+//! where the stream is: when its stream sequence is the one before the chunk plus the chunk's
+//! length (and it is no duplicate), every record of the chunk was stored. Anything else (a
+//! record the server refused, a duplicate, a message from another publisher, a reconnect in
+//! the middle) makes the chunk uncertain: each of its records is checked against the stream as
+//! after a start, and what is missing is published again, each with its own ack. The first
+//! chunk after a start, or after a failure, is sent that way too, to learn where the stream is.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +40,8 @@ pub const CHUNK: usize = 256;
 pub struct RelayStatus {
     pub relayed: AtomicU64,
     pub skipped_already_published: AtomicU64,
+    /// Chunks sent with one ack whose ack did not show every record stored: checked one by one.
+    pub rechecked_chunks: AtomicU64,
     pub errors: AtomicU64,
     pub cursor: AtomicU64,
     pub last_error: Mutex<Option<String>>,
@@ -52,6 +64,9 @@ pub struct Relay {
     uncertain_until: u64,
     /// Per subject: the log sequence of the newest event found on the stream while checking.
     published: HashMap<String, u64>,
+    /// The stream's last sequence after this relay's last publish, when known for sure: a
+    /// chunk is then sent with one ack.
+    stream_last: Option<u64>,
     status: Arc<RelayStatus>,
     wake: Arc<Notify>,
     /// Records for which this is false stay in the log only (e.g. inputs a service recorded).
@@ -69,6 +84,7 @@ impl Relay {
             cursor_name: cursor_name.to_owned(),
             uncertain_until: head,
             published: HashMap::new(),
+            stream_last: None,
             status: Arc::new(RelayStatus::default()),
             wake: Arc::new(Notify::new()),
             publish_if: |_| true,
@@ -149,30 +165,34 @@ impl Relay {
             return Ok(0);
         };
 
-        let mut acks = Vec::with_capacity(records.len());
-        let mut skipped = 0u64;
-        let publish_if = self.publish_if;
-        for rec in records.iter().filter(|r| publish_if(r)) {
-            let subject = self.spec.subject_for(&rec.stream);
-            if rec.seq <= self.uncertain_until && self.already_published(&subject, rec).await? {
-                skipped += 1;
-                continue;
+        let (sends, skipped) = self.records_to_send(&records).await?;
+        let certain = records.iter().all(|r| r.seq > self.uncertain_until);
+        let published = match self.stream_last {
+            Some(before) if certain && !sends.is_empty() => {
+                match self.publish_with_one_ack(&sends, before).await {
+                    Ok(true) => sends.len() as u64,
+                    Ok(false) => {
+                        // not every record is on the stream as sent: check each one
+                        tracing::warn!(
+                            stream = self.spec.name,
+                            first = records[0].seq,
+                            last,
+                            "the stream did not take a chunk as sent; checking each record"
+                        );
+                        self.status.rechecked_chunks.fetch_add(1, Ordering::Relaxed);
+                        self.uncertain_until = self.uncertain_until.max(last);
+                        self.published.clear();
+                        // what the check finds missing goes again, each with its ack; the
+                        // rest was relayed by the chunk
+                        let (missing, _) = self.records_to_send(&records).await?;
+                        self.publish_each_acked(&missing, last).await?;
+                        sends.len() as u64
+                    }
+                    Err(e) => return Err(self.failed(last, e)),
+                }
             }
-            let publish = PublishMessage::build()
-                .message_id(&rec.event_id)
-                .payload(Bytes::copy_from_slice(&rec.event));
-            match self.js.send_publish(subject, publish).await {
-                Ok(ack) => acks.push(ack),
-                Err(e) => return Err(self.failed(last, e.to_string())),
-            }
-        }
-        let mut published = 0u64;
-        for ack in acks {
-            match ack.await {
-                Ok(_) => published += 1,
-                Err(e) => return Err(self.failed(last, e.to_string())),
-            }
-        }
+            _ => self.publish_each_acked(&sends, last).await?,
+        };
         self.log
             .set_cursor(&self.cursor_name, last)
             .map_err(|e| RelayError::Log(e.to_string()))?;
@@ -187,10 +207,103 @@ impl Relay {
         Ok(records.len())
     }
 
+    /// The records of a chunk to publish: those the relay publishes, less those an uncertain
+    /// record check finds on the stream already (counted as the second value).
+    async fn records_to_send<'r>(
+        &mut self,
+        records: &'r [Record],
+    ) -> Result<(Vec<(String, &'r Record)>, u64), RelayError> {
+        let mut sends = Vec::with_capacity(records.len());
+        let mut skipped = 0u64;
+        let publish_if = self.publish_if;
+        for rec in records.iter().filter(|r| publish_if(r)) {
+            let subject = self.spec.subject_for(&rec.stream);
+            if rec.seq <= self.uncertain_until && self.already_published(&subject, rec).await? {
+                skipped += 1;
+                continue;
+            }
+            sends.push((subject, rec));
+        }
+        Ok((sends, skipped))
+    }
+
+    fn message(rec: &Record) -> PublishMessage {
+        PublishMessage::build()
+            .message_id(&rec.event_id)
+            .payload(Bytes::copy_from_slice(&rec.event))
+    }
+
+    /// Publishes each record with its own ack; learns the stream's last sequence from them
+    /// when none was a duplicate. Returns how many were published.
+    async fn publish_each_acked(
+        &mut self,
+        sends: &[(String, &Record)],
+        last: u64,
+    ) -> Result<u64, RelayError> {
+        let mut acks = Vec::with_capacity(sends.len());
+        for (subject, rec) in sends {
+            match self
+                .js
+                .send_publish(subject.clone(), Self::message(rec))
+                .await
+            {
+                Ok(ack) => acks.push(ack),
+                Err(e) => return Err(self.failed(last, e.to_string())),
+            }
+        }
+        let (mut newest, mut duplicate) = (None, false);
+        for ack in acks {
+            match ack.await {
+                Ok(ack) => {
+                    duplicate |= ack.duplicate;
+                    newest = Some(ack.sequence);
+                }
+                Err(e) => return Err(self.failed(last, e.to_string())),
+            }
+        }
+        if !sends.is_empty() {
+            // a duplicate's ack names an older message: the stream's end is learned again
+            self.stream_last = newest.filter(|_| !duplicate);
+        }
+        Ok(sends.len() as u64)
+    }
+
+    /// Publishes every record but the last without an ack and the last with one; true when
+    /// that ack shows the stream took the whole chunk, `before` being its last sequence before.
+    async fn publish_with_one_ack(
+        &mut self,
+        sends: &[(String, &Record)],
+        before: u64,
+    ) -> Result<bool, String> {
+        let Some(((last_subject, last_rec), rest)) = sends.split_last() else {
+            return Ok(true);
+        };
+        let client = self.js.client();
+        for (subject, rec) in rest {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", rec.event_id.as_str());
+            client
+                .publish_with_headers(subject.clone(), headers, Bytes::copy_from_slice(&rec.event))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let ack = self
+            .js
+            .send_publish(last_subject.clone(), Self::message(last_rec))
+            .await
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+        // the last record is stored at the stream's end, whatever happened to those before it
+        self.stream_last = (!ack.duplicate).then_some(ack.sequence);
+        Ok(!ack.duplicate && ack.sequence == before + sends.len() as u64)
+    }
+
     /// After a failed publish, every record of the chunk may or may not be on the stream.
     fn failed(&mut self, last: u64, reason: String) -> RelayError {
         self.uncertain_until = self.uncertain_until.max(last);
         self.published.clear();
+        self.stream_last = None;
         RelayError::Publish {
             stream: self.spec.name.to_owned(),
             reason,

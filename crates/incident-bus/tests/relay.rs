@@ -169,3 +169,148 @@ async fn catches_up_after_nats_comes_back() {
     assert!(ok, "the relay caught up");
     assert_eq!(stream_ids(&js).await, ["A-1", "A-2", "A-3", "C-1"]);
 }
+
+/// Appends one event to each of `streams`, `rounds` times, one group commit per round.
+fn append_rounds(log: &EventLog, streams: &[String], rounds: usize) -> Vec<String> {
+    let mut ids = vec![];
+    for _ in 0..rounds {
+        let batch = streams
+            .iter()
+            .map(|s| {
+                let version = log.stream_version(s).unwrap();
+                let id = format!("{s}-{}", version + 1);
+                ids.push(id.clone());
+                AppendRequest {
+                    stream: s.clone(),
+                    expected: ExpectedVersion::Exact(version),
+                    events: vec![NewEvent {
+                        bytes: format!("{{\"id\":\"{id}\"}}").into_bytes(),
+                        id,
+                    }],
+                    processed: vec![],
+                }
+            })
+            .collect();
+        for r in log.append_batch(batch) {
+            r.unwrap();
+        }
+    }
+    ids
+}
+
+fn rechecked(relay: &Relay) -> u64 {
+    relay
+        .status()
+        .rechecked_chunks
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A relay that has published a first small chunk (each with its ack), so it knows where the
+/// stream ends; returns the ids published.
+async fn started(log: &EventLog, js: &jetstream::Context) -> (Relay, Vec<String>) {
+    let mut relay = Relay::new(log.clone(), js.clone(), INCIDENT_EVENTS, "relay");
+    let ids = append_rounds(log, &["first".to_owned()], 3);
+    drain(&mut relay).await;
+    (relay, ids)
+}
+
+#[tokio::test]
+async fn a_long_log_goes_out_in_chunks_each_event_once_in_order() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).unwrap();
+    let js = js(&nats, Duration::from_secs(120)).await;
+    let (mut relay, mut ids) = started(&log, &js).await;
+    let streams: Vec<String> = (0..50).map(|i| format!("S{i}")).collect();
+    // more than two chunks
+    ids.extend(append_rounds(&log, &streams, 12));
+    drain(&mut relay).await;
+    assert_eq!(stream_ids(&js).await, ids);
+    assert_eq!(log.cursor("relay").unwrap(), ids.len() as u64);
+    assert_eq!(rechecked(&relay), 0, "every chunk was taken as sent");
+}
+
+#[tokio::test]
+async fn a_record_the_stream_refuses_inside_a_chunk_holds_the_cursor_and_nothing_is_lost() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).unwrap();
+    let js = js(&nats, Duration::from_secs(120)).await;
+    let (mut relay, mut ids) = started(&log, &js).await;
+    let before = log.cursor("relay").unwrap();
+    // an operator's limit the next record breaks: the server drops it without a word when no
+    // ack is asked for
+    let mut config = INCIDENT_EVENTS.config(Duration::from_secs(120), 1);
+    config.max_message_size = 512;
+    js.update_stream(&config).await.unwrap();
+    let small: Vec<String> = (0..4).map(|i| format!("A{i}")).collect();
+    ids.extend(append_rounds(&log, &small, 25));
+    let version = log.stream_version("BIG").unwrap();
+    log.append(AppendRequest {
+        stream: "BIG".into(),
+        expected: ExpectedVersion::Exact(version),
+        events: vec![NewEvent {
+            bytes: format!("{{\"id\":\"BIG-1\",\"pad\":\"{}\"}}", "x".repeat(2048)).into_bytes(),
+            id: "BIG-1".into(),
+        }],
+        processed: vec![],
+    })
+    .unwrap();
+    let big = log.head().seq;
+    let after = append_rounds(&log, &small, 25);
+    ids.extend(after.iter().cloned());
+
+    assert!(
+        relay.step().await.is_err(),
+        "the refused record is an error"
+    );
+    assert_eq!(
+        rechecked(&relay),
+        1,
+        "the chunk was checked record by record"
+    );
+    assert_eq!(
+        log.cursor("relay").unwrap(),
+        before,
+        "the cursor does not pass a record the stream does not hold"
+    );
+    assert_eq!(
+        stream_ids(&js).await,
+        ids,
+        "the records around it are on the stream, each once"
+    );
+    assert!(relay.step().await.is_err(), "still refused, still held");
+
+    config.max_message_size = -1;
+    js.update_stream(&config).await.unwrap();
+    drain(&mut relay).await;
+    ids.push("BIG-1".into());
+    assert_eq!(stream_ids(&js).await, ids, "once lifted, it follows, once");
+    assert_eq!(log.cursor("relay").unwrap(), log.head().seq);
+    assert!(log.head().seq > big);
+}
+
+#[tokio::test]
+async fn a_message_from_another_publisher_costs_a_check_not_a_duplicate() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).unwrap();
+    let js = js(&nats, Duration::from_secs(120)).await;
+    let (mut relay, mut ids) = started(&log, &js).await;
+    js.publish("incident.v1.events.X", r#"{"id":"X-1"}"#.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    ids.push("X-1".into());
+    let streams: Vec<String> = (0..10).map(|i| format!("S{i}")).collect();
+    ids.extend(append_rounds(&log, &streams, 5));
+    drain(&mut relay).await;
+    assert_eq!(rechecked(&relay), 1);
+    assert_eq!(stream_ids(&js).await, ids, "nothing published twice");
+    // the last ack said where the stream ends: the next chunk is taken as sent
+    ids.extend(append_rounds(&log, &streams, 5));
+    drain(&mut relay).await;
+    assert_eq!(rechecked(&relay), 1);
+    assert_eq!(stream_ids(&js).await, ids);
+}

@@ -105,6 +105,13 @@ async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
         "Relay steps that failed and were retried.",
         &[(String::new(), counter(&s.relay.errors))],
     );
+    family(
+        &mut out,
+        "incident_intake_relay_rechecked_chunks_total",
+        "counter",
+        "Chunks the stream did not take as sent (a refused record, another publisher), checked record by record.",
+        &[(String::new(), counter(&s.relay.rechecked_chunks))],
+    );
     let head = s.log.head().seq;
     let cursor = s.relay.cursor.load(Ordering::Relaxed);
     family(
