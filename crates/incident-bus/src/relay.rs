@@ -10,15 +10,21 @@
 //!
 //! The cursor (the last log sequence known to be on the stream) lives in the log's cursor table.
 //!
+//! The stream holds the log in order without gaps (what the check above relies on): every
+//! record but the first of a run names the one before it (`Nats-Expected-Last-Msg-Id`), so
+//! once the server refuses a record, or another message comes between, it refuses every later
+//! one of the run too.
+//!
 //! A chunk of records is sent with one acknowledgement, not one each: every record but the
 //! last is published without asking for an ack, the last one with. The server stores a
 //! connection's messages to a stream in the order they arrive, so the last one's ack tells
-//! where the stream is: when its stream sequence is the one before the chunk plus the chunk's
-//! length (and it is no duplicate), every record of the chunk was stored. Anything else (a
+//! whether the chunk was stored whole: its first record asks for the stream's last sequence as
+//! this relay last saw it (`Nats-Expected-Last-Sequence`), the others for the record before
+//! them, and the ack must come at that sequence plus the chunk's length. Anything else (a
 //! record the server refused, a duplicate, a message from another publisher, a reconnect in
-//! the middle) makes the chunk uncertain: each of its records is checked against the stream as
-//! after a start, and what is missing is published again, each with its own ack. The first
-//! chunk after a start, or after a failure, is sent that way too, to learn where the stream is.
+//! the middle) makes the chunk uncertain: each of its records is checked against the stream as after a start, and from the
+//! first one missing on, they are published again, each with its ack. The first chunk after a
+//! start or a failure is sent that way too, to learn where the stream ends.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -185,8 +191,11 @@ impl Relay {
                         // what the check finds missing goes again, each with its ack; the
                         // rest was relayed by the chunk
                         let (missing, _) = self.records_to_send(&records).await?;
-                        self.publish_each_acked(&missing, last).await?;
-                        sends.len() as u64
+                        self.status.relayed.fetch_add(
+                            sends.len().saturating_sub(missing.len()) as u64,
+                            Ordering::Relaxed,
+                        );
+                        self.publish_each_acked(&missing, last).await?
                     }
                     Err(e) => return Err(self.failed(last, e)),
                 }
@@ -233,43 +242,60 @@ impl Relay {
             .payload(Bytes::copy_from_slice(&rec.event))
     }
 
-    /// Publishes each record with its own ack; learns the stream's last sequence from them
-    /// when none was a duplicate. Returns how many were published.
+    /// Publishes each record with its own ack: the first alone, the others pipelined, each
+    /// naming the record before it, so a refused record stops the rest. Learns the stream's
+    /// last sequence from the acks when none was a duplicate. Returns how many were published.
     async fn publish_each_acked(
         &mut self,
         sends: &[(String, &Record)],
         last: u64,
     ) -> Result<u64, RelayError> {
-        let mut acks = Vec::with_capacity(sends.len());
-        for (subject, rec) in sends {
-            match self
-                .js
-                .send_publish(subject.clone(), Self::message(rec))
-                .await
-            {
+        let Some(((first_subject, first), rest)) = sends.split_first() else {
+            return Ok(0);
+        };
+        let mut duplicate = false;
+        let mut newest = match self
+            .js
+            .send_publish(first_subject.clone(), Self::message(first))
+            .await
+        {
+            Ok(ack) => match ack.await {
+                Ok(ack) => {
+                    duplicate |= ack.duplicate;
+                    ack.sequence
+                }
+                Err(e) => return Err(self.failed(last, e.to_string())),
+            },
+            Err(e) => return Err(self.failed(last, e.to_string())),
+        };
+        let mut acks = Vec::with_capacity(rest.len());
+        let mut before = first;
+        for (subject, rec) in rest {
+            let message = Self::message(rec).expected_last_message_id(&before.event_id);
+            match self.js.send_publish(subject.clone(), message).await {
                 Ok(ack) => acks.push(ack),
                 Err(e) => return Err(self.failed(last, e.to_string())),
             }
+            before = rec;
         }
-        let (mut newest, mut duplicate) = (None, false);
+        // in order: the first refusal is the reason, the ones after it only follow from it
         for ack in acks {
             match ack.await {
                 Ok(ack) => {
                     duplicate |= ack.duplicate;
-                    newest = Some(ack.sequence);
+                    newest = ack.sequence;
                 }
                 Err(e) => return Err(self.failed(last, e.to_string())),
             }
         }
-        if !sends.is_empty() {
-            // a duplicate's ack names an older message: the stream's end is learned again
-            self.stream_last = newest.filter(|_| !duplicate);
-        }
+        // a duplicate's ack names an older message: the stream's end is learned again
+        self.stream_last = (!duplicate).then_some(newest);
         Ok(sends.len() as u64)
     }
 
-    /// Publishes every record but the last without an ack and the last with one; true when
-    /// that ack shows the stream took the whole chunk, `before` being its last sequence before.
+    /// Publishes every record but the last without an ack and the last with one, chained as
+    /// the module says; true when that ack shows the stream took the whole chunk after
+    /// `before`, its last sequence as this relay last saw it.
     async fn publish_with_one_ack(
         &mut self,
         sends: &[(String, &Record)],
@@ -279,21 +305,45 @@ impl Relay {
             return Ok(true);
         };
         let client = self.js.client();
+        let mut previous: Option<&Record> = None;
         for (subject, rec) in rest {
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", rec.event_id.as_str());
+            match previous {
+                Some(p) => headers.insert("Nats-Expected-Last-Msg-Id", p.event_id.as_str()),
+                None => headers.insert("Nats-Expected-Last-Sequence", before.to_string().as_str()),
+            }
             client
                 .publish_with_headers(subject.clone(), headers, Bytes::copy_from_slice(&rec.event))
                 .await
                 .map_err(|e| e.to_string())?;
+            previous = Some(rec);
         }
+        let message = match previous {
+            Some(p) => Self::message(last_rec).expected_last_message_id(&p.event_id),
+            None => Self::message(last_rec).expected_last_sequence(before),
+        };
         let ack = self
             .js
-            .send_publish(last_subject.clone(), Self::message(last_rec))
+            .send_publish(last_subject.clone(), message)
             .await
             .map_err(|e| e.to_string())?
-            .await
-            .map_err(|e| e.to_string())?;
+            .await;
+        let ack = match ack {
+            Ok(ack) => ack,
+            // the chain broke before the last record: the chunk is checked
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    jetstream::context::PublishErrorKind::WrongLastMessageId
+                        | jetstream::context::PublishErrorKind::WrongLastSequence
+                ) =>
+            {
+                self.stream_last = None;
+                return Ok(false);
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         // the last record is stored at the stream's end, whatever happened to those before it
         self.stream_last = (!ack.duplicate).then_some(ack.sequence);
         Ok(!ack.duplicate && ack.sequence == before + sends.len() as u64)

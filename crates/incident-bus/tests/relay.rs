@@ -198,6 +198,29 @@ fn append_rounds(log: &EventLog, streams: &[String], rounds: usize) -> Vec<Strin
     ids
 }
 
+/// Appends one event of 2 KiB to `stream` (more than the 512 bytes the tests allow).
+fn append_big(log: &EventLog, stream: &str) {
+    let version = log.stream_version(stream).unwrap();
+    let id = format!("{stream}-{}", version + 1);
+    log.append(AppendRequest {
+        stream: stream.into(),
+        expected: ExpectedVersion::Exact(version),
+        events: vec![NewEvent {
+            bytes: format!("{{\"id\":\"{id}\",\"pad\":\"{}\"}}", "x".repeat(2048)).into_bytes(),
+            id,
+        }],
+        processed: vec![],
+    })
+    .unwrap();
+}
+
+/// Limits the stream's messages to 512 bytes (an operator's limit), or lifts the limit.
+async fn limit_size(js: &jetstream::Context, limited: bool) {
+    let mut config = INCIDENT_EVENTS.config(Duration::from_secs(120), 1);
+    config.max_message_size = if limited { 512 } else { -1 };
+    js.update_stream(&config).await.unwrap();
+}
+
 fn rechecked(relay: &Relay) -> u64 {
     relay
         .status()
@@ -240,25 +263,11 @@ async fn a_record_the_stream_refuses_inside_a_chunk_holds_the_cursor_and_nothing
     let before = log.cursor("relay").unwrap();
     // an operator's limit the next record breaks: the server drops it without a word when no
     // ack is asked for
-    let mut config = INCIDENT_EVENTS.config(Duration::from_secs(120), 1);
-    config.max_message_size = 512;
-    js.update_stream(&config).await.unwrap();
+    limit_size(&js, true).await;
     let small: Vec<String> = (0..4).map(|i| format!("A{i}")).collect();
     ids.extend(append_rounds(&log, &small, 25));
-    let version = log.stream_version("BIG").unwrap();
-    log.append(AppendRequest {
-        stream: "BIG".into(),
-        expected: ExpectedVersion::Exact(version),
-        events: vec![NewEvent {
-            bytes: format!("{{\"id\":\"BIG-1\",\"pad\":\"{}\"}}", "x".repeat(2048)).into_bytes(),
-            id: "BIG-1".into(),
-        }],
-        processed: vec![],
-    })
-    .unwrap();
-    let big = log.head().seq;
+    append_big(&log, "BIG");
     let after = append_rounds(&log, &small, 25);
-    ids.extend(after.iter().cloned());
 
     assert!(
         relay.step().await.is_err(),
@@ -277,17 +286,75 @@ async fn a_record_the_stream_refuses_inside_a_chunk_holds_the_cursor_and_nothing
     assert_eq!(
         stream_ids(&js).await,
         ids,
-        "the records around it are on the stream, each once"
+        "the records before it are on the stream, each once, and none after it"
     );
     assert!(relay.step().await.is_err(), "still refused, still held");
+    assert_eq!(stream_ids(&js).await, ids);
 
-    config.max_message_size = -1;
-    js.update_stream(&config).await.unwrap();
+    limit_size(&js, false).await;
     drain(&mut relay).await;
     ids.push("BIG-1".into());
-    assert_eq!(stream_ids(&js).await, ids, "once lifted, it follows, once");
+    ids.extend(after);
+    assert_eq!(
+        stream_ids(&js).await,
+        ids,
+        "once lifted, it and the rest follow in log order, once"
+    );
     assert_eq!(log.cursor("relay").unwrap(), log.head().seq);
-    assert!(log.head().seq > big);
+}
+
+/// A record refused in the middle of a chunk, followed by a later record of the same incident:
+/// the later one must not stand for it when the chunk is checked subject by subject.
+#[tokio::test]
+async fn a_refused_record_is_not_covered_by_a_later_one_of_its_incident() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).unwrap();
+    let js = js(&nats, Duration::from_secs(120)).await;
+    let (mut relay, mut ids) = started(&log, &js).await;
+    let before = log.cursor("relay").unwrap();
+    limit_size(&js, true).await;
+    append_big(&log, "INC");
+    append(&log, "INC", 1);
+    append(&log, "B", 3);
+    assert!(relay.step().await.is_err());
+    assert_eq!(log.cursor("relay").unwrap(), before);
+    assert_eq!(
+        stream_ids(&js).await,
+        ids,
+        "nothing after the refused record"
+    );
+    limit_size(&js, false).await;
+    drain(&mut relay).await;
+    ids.extend(["INC-1", "INC-2", "B-1", "B-2", "B-3"].map(String::from));
+    assert_eq!(stream_ids(&js).await, ids);
+}
+
+/// A record refused in a chunk while a message from another publisher comes before the chunk:
+/// the count would match; the chain still stops at the first record.
+#[tokio::test]
+async fn a_refused_record_and_a_foreign_message_do_not_add_up_to_a_whole_chunk() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).unwrap();
+    let js = js(&nats, Duration::from_secs(120)).await;
+    let (mut relay, mut ids) = started(&log, &js).await;
+    let before = log.cursor("relay").unwrap();
+    limit_size(&js, true).await;
+    js.publish("incident.v1.events.X", r#"{"id":"X-1"}"#.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    ids.push("X-1".into());
+    append(&log, "A", 2);
+    append_big(&log, "BIG");
+    append(&log, "C", 2);
+    assert!(relay.step().await.is_err());
+    assert_eq!(rechecked(&relay), 1);
+    assert_eq!(log.cursor("relay").unwrap(), before);
+    ids.extend(["A-1", "A-2"].map(String::from));
+    assert_eq!(stream_ids(&js).await, ids);
 }
 
 #[tokio::test]
@@ -313,4 +380,29 @@ async fn a_message_from_another_publisher_costs_a_check_not_a_duplicate() {
     drain(&mut relay).await;
     assert_eq!(rechecked(&relay), 1);
     assert_eq!(stream_ids(&js).await, ids);
+}
+
+/// After a start every record up to the head may be on the stream: each goes with its own ack,
+/// and a refused one still stops the ones after it.
+#[tokio::test]
+async fn after_a_start_a_refused_record_stops_the_records_after_it() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).unwrap();
+    let js = js(&nats, Duration::from_secs(120)).await;
+    limit_size(&js, true).await;
+    append(&log, "A", 2);
+    append_big(&log, "INC");
+    append(&log, "INC", 1);
+    append(&log, "B", 2);
+    let mut relay = Relay::new(log.clone(), js.clone(), INCIDENT_EVENTS, "relay");
+    assert!(relay.step().await.is_err());
+    assert_eq!(log.cursor("relay").unwrap(), 0);
+    assert_eq!(stream_ids(&js).await, ["A-1", "A-2"]);
+    limit_size(&js, false).await;
+    drain(&mut relay).await;
+    assert_eq!(
+        stream_ids(&js).await,
+        ["A-1", "A-2", "INC-1", "INC-2", "B-1", "B-2"]
+    );
 }
