@@ -406,3 +406,34 @@ async fn after_a_start_a_refused_record_stops_the_records_after_it() {
         ["A-1", "A-2", "INC-1", "INC-2", "B-1", "B-2"]
     );
 }
+
+/// Another publisher's message on an incident's subject hides that incident's records from the
+/// check after a start: they go again and the server drops them as duplicates inside its
+/// window, without holding up the relay.
+#[tokio::test]
+async fn a_foreign_message_on_an_incident_subject_does_not_hold_up_a_restart() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).unwrap();
+    let js = js(&nats, Duration::from_secs(120)).await;
+    let mut relay = Relay::new(log.clone(), js.clone(), INCIDENT_EVENTS, "relay");
+    append(&log, "A", 1);
+    append(&log, "B", 1);
+    append(&log, "A", 1);
+    drain(&mut relay).await;
+    js.publish("incident.v1.events.A", r#"{"id":"A-foreign"}"#.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // a crash before the cursor reached the disk
+    log.set_cursor("relay", 0).unwrap();
+    append(&log, "A", 1);
+    let mut restarted = Relay::new(log.clone(), js.clone(), INCIDENT_EVENTS, "relay");
+    drain(&mut restarted).await;
+    assert_eq!(
+        stream_ids(&js).await,
+        ["A-1", "B-1", "A-2", "A-foreign", "A-3"]
+    );
+    assert_eq!(log.cursor("relay").unwrap(), 4);
+}
