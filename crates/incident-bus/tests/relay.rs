@@ -221,6 +221,27 @@ async fn limit_size(js: &jetstream::Context, limited: bool) {
     js.update_stream(&config).await.unwrap();
 }
 
+/// A nats-server with the events stream (a 120 s duplicate window) and an empty log.
+async fn fixture() -> (NatsServer, tempfile::TempDir, EventLog, jetstream::Context) {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).unwrap();
+    let js = js(&nats, Duration::from_secs(120)).await;
+    (nats, dir, log, js)
+}
+
+/// Another publisher's message on `incident.v1.events.<incident>`.
+async fn publish_foreign(js: &jetstream::Context, incident: &str, id: &str) {
+    js.publish(
+        format!("incident.v1.events.{incident}"),
+        format!("{{\"id\":\"{id}\"}}").into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+}
+
 fn rechecked(relay: &Relay) -> u64 {
     relay
         .status()
@@ -239,10 +260,7 @@ async fn started(log: &EventLog, js: &jetstream::Context) -> (Relay, Vec<String>
 
 #[tokio::test]
 async fn a_long_log_goes_out_in_chunks_each_event_once_in_order() {
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let log = EventLog::open(dir.path()).unwrap();
-    let js = js(&nats, Duration::from_secs(120)).await;
+    let (_nats, _dir, log, js) = fixture().await;
     let (mut relay, mut ids) = started(&log, &js).await;
     let streams: Vec<String> = (0..50).map(|i| format!("S{i}")).collect();
     // more than two chunks
@@ -255,10 +273,7 @@ async fn a_long_log_goes_out_in_chunks_each_event_once_in_order() {
 
 #[tokio::test]
 async fn a_record_the_stream_refuses_inside_a_chunk_holds_the_cursor_and_nothing_is_lost() {
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let log = EventLog::open(dir.path()).unwrap();
-    let js = js(&nats, Duration::from_secs(120)).await;
+    let (_nats, _dir, log, js) = fixture().await;
     let (mut relay, mut ids) = started(&log, &js).await;
     let before = log.cursor("relay").unwrap();
     // an operator's limit the next record breaks: the server drops it without a word when no
@@ -307,10 +322,7 @@ async fn a_record_the_stream_refuses_inside_a_chunk_holds_the_cursor_and_nothing
 /// the later one must not stand for it when the chunk is checked subject by subject.
 #[tokio::test]
 async fn a_refused_record_is_not_covered_by_a_later_one_of_its_incident() {
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let log = EventLog::open(dir.path()).unwrap();
-    let js = js(&nats, Duration::from_secs(120)).await;
+    let (_nats, _dir, log, js) = fixture().await;
     let (mut relay, mut ids) = started(&log, &js).await;
     let before = log.cursor("relay").unwrap();
     limit_size(&js, true).await;
@@ -334,18 +346,11 @@ async fn a_refused_record_is_not_covered_by_a_later_one_of_its_incident() {
 /// the count would match; the chain still stops at the first record.
 #[tokio::test]
 async fn a_refused_record_and_a_foreign_message_do_not_add_up_to_a_whole_chunk() {
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let log = EventLog::open(dir.path()).unwrap();
-    let js = js(&nats, Duration::from_secs(120)).await;
+    let (_nats, _dir, log, js) = fixture().await;
     let (mut relay, mut ids) = started(&log, &js).await;
     let before = log.cursor("relay").unwrap();
     limit_size(&js, true).await;
-    js.publish("incident.v1.events.X", r#"{"id":"X-1"}"#.into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    publish_foreign(&js, "X", "X-1").await;
     ids.push("X-1".into());
     append(&log, "A", 2);
     append_big(&log, "BIG");
@@ -359,16 +364,9 @@ async fn a_refused_record_and_a_foreign_message_do_not_add_up_to_a_whole_chunk()
 
 #[tokio::test]
 async fn a_message_from_another_publisher_costs_a_check_not_a_duplicate() {
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let log = EventLog::open(dir.path()).unwrap();
-    let js = js(&nats, Duration::from_secs(120)).await;
+    let (_nats, _dir, log, js) = fixture().await;
     let (mut relay, mut ids) = started(&log, &js).await;
-    js.publish("incident.v1.events.X", r#"{"id":"X-1"}"#.into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    publish_foreign(&js, "X", "X-1").await;
     ids.push("X-1".into());
     let streams: Vec<String> = (0..10).map(|i| format!("S{i}")).collect();
     ids.extend(append_rounds(&log, &streams, 5));
@@ -421,11 +419,7 @@ async fn a_foreign_message_on_an_incident_subject_does_not_hold_up_a_restart() {
     append(&log, "B", 1);
     append(&log, "A", 1);
     drain(&mut relay).await;
-    js.publish("incident.v1.events.A", r#"{"id":"A-foreign"}"#.into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    publish_foreign(&js, "A", "A-foreign").await;
     // a crash before the cursor reached the disk
     log.set_cursor("relay", 0).unwrap();
     append(&log, "A", 1);
