@@ -431,3 +431,76 @@ async fn a_foreign_message_on_an_incident_subject_does_not_hold_up_a_restart() {
     );
     assert_eq!(log.cursor("relay").unwrap(), 4);
 }
+
+/// The cluster deployment (three nodes, R3 streams): chunks sent with one ack are stored whole
+/// and in order, and the relay's checks hold there too.
+#[tokio::test]
+async fn an_r3_stream_on_a_three_node_cluster_takes_each_chunk_whole() {
+    let cluster: Vec<u16> = (0..3).map(|_| incident_testkit::free_port()).collect();
+    let routes = cluster
+        .iter()
+        .map(|p| format!("nats://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let nodes: Vec<NatsServer> = cluster
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            NatsServer::start_with(&[
+                "-n",
+                &format!("node-{i}"),
+                "--cluster_name",
+                "incident",
+                "--cluster",
+                &format!("nats://127.0.0.1:{port}"),
+                "--routes",
+                &routes,
+            ])
+        })
+        .collect();
+    let client = async_nats::connect(nodes[0].url()).await.unwrap();
+    let js = jetstream::new(client);
+    // the cluster elects its JetStream leader first
+    let mut ready = false;
+    for _ in 0..150 {
+        if incident_bus::ensure_stream_replicated(
+            &js,
+            &INCIDENT_EVENTS,
+            Duration::from_secs(120),
+            3,
+        )
+        .await
+        .is_ok()
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(ready, "the cluster took the R3 stream");
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).unwrap();
+    let (mut relay, mut ids) = started(&log, &js).await;
+    let streams: Vec<String> = (0..50).map(|i| format!("S{i}")).collect();
+    ids.extend(append_rounds(&log, &streams, 12));
+    drain(&mut relay).await;
+    assert_eq!(stream_ids(&js).await, ids);
+    assert_eq!(rechecked(&relay), 0, "every chunk was taken as sent");
+    // another publisher's message between chunks is caught there too
+    publish_foreign(&js, "X", "X-1").await;
+    ids.push("X-1".into());
+    ids.extend(append_rounds(&log, &streams, 2));
+    drain(&mut relay).await;
+    assert_eq!(rechecked(&relay), 1);
+    assert_eq!(stream_ids(&js).await, ids);
+    let replicas = js
+        .get_stream("INCIDENT_EVENTS")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .config
+        .num_replicas;
+    assert_eq!(replicas, 3);
+}
