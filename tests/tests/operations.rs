@@ -7,7 +7,7 @@ use std::time::Duration;
 use incident_e2e::{start_intake, start_sla};
 use incident_testkit::{NatsServer, ServiceProcess};
 
-async fn check_service(svc: &mut ServiceProcess, grpc_service: &str, metric: &str) {
+async fn check_service(svc: &mut ServiceProcess, grpc_service: &str, metrics_named: &[&str]) {
     let channel = tonic::transport::Endpoint::from_shared(svc.grpc_url())
         .unwrap()
         .connect()
@@ -86,7 +86,12 @@ async fn check_service(svc: &mut ServiceProcess, grpc_service: &str, metric: &st
             .starts_with("text/plain")
     );
     let text = metrics.text().await.unwrap();
-    assert!(text.contains(&format!("# TYPE {metric}")), "{text}");
+    for metric in metrics_named {
+        assert!(
+            text.contains(&format!("# TYPE {metric}")),
+            "{metric}: {text}"
+        );
+    }
     assert!(
         text.contains("incident_grpc_request_duration_seconds_count{method=\"/grpc.health.v1.Health/Check\"} 1"),
         "the health check was measured: {text}"
@@ -110,7 +115,10 @@ async fn every_service_serves_health_reflection_metrics_and_stops_cleanly() {
     check_service(
         &mut intake,
         "incident.v1.IntakeService",
-        "incident_intake_commands_total",
+        &[
+            "incident_intake_commands_total",
+            "incident_intake_relay_rechecked_chunks_total",
+        ],
     )
     .await;
     let policy = dir.path().join("sla.toml");
@@ -127,7 +135,10 @@ async fn every_service_serves_health_reflection_metrics_and_stops_cleanly() {
     check_service(
         &mut sla,
         "incident.v1.SlaService",
-        "incident_sla_breaches_total",
+        &[
+            "incident_sla_breaches_total",
+            "incident_sla_relay_rechecked_chunks_total",
+        ],
     )
     .await;
     let data = dir.path().join("notifier");
@@ -142,7 +153,10 @@ async fn every_service_serves_health_reflection_metrics_and_stops_cleanly() {
     check_service(
         &mut notifier,
         "incident.v1.NotificationService",
-        "incident_notifier_delivery_attempts_total",
+        &[
+            "incident_notifier_delivery_attempts_total",
+            "incident_notifier_relay_rechecked_chunks_total",
+        ],
     )
     .await;
 }

@@ -115,6 +115,13 @@ async fn metrics(AxumState(s): AxumState<Shared>) -> impl IntoResponse {
         "Events published to NOTIFY_EVENTS.",
         &one(counter(&s.relay.relayed)),
     );
+    family(
+        &mut out,
+        "incident_notifier_relay_rechecked_chunks_total",
+        "counter",
+        "Chunks NOTIFY_EVENTS did not take as sent, checked record by record.",
+        &one(counter(&s.relay.rechecked_chunks)),
+    );
     let head = s.log.head().seq;
     family(
         &mut out,

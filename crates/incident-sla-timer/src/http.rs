@@ -107,6 +107,13 @@ async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
         "SLA events published to SLA_EVENTS.",
         &sample(get(&s.relay.relayed)),
     );
+    family(
+        &mut out,
+        "incident_sla_relay_rechecked_chunks_total",
+        "counter",
+        "Chunks SLA_EVENTS did not take as sent, checked record by record.",
+        &sample(get(&s.relay.rechecked_chunks)),
+    );
     let now = s.time.now();
     let (by_state, timers) = match s.engine.lock() {
         Ok(engine) => {
