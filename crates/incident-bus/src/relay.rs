@@ -177,7 +177,8 @@ impl Relay {
         };
 
         let (sends, skipped) = self.records_to_send(&records).await?;
-        let certain = records.iter().all(|r| r.seq > self.uncertain_until);
+        // records come in log order: all are past the uncertain ones when the first is
+        let certain = records[0].seq > self.uncertain_until;
         let published = match self.stream_last {
             Some(before) if certain && !sends.is_empty() => {
                 match self.publish_with_one_ack(&sends, before).await {

@@ -96,30 +96,16 @@ impl Projection {
     /// Folds one event in and returns the incident after it; the state is unchanged when the
     /// event does not fit.
     pub fn apply(&mut self, event: &IncidentEvent) -> Result<&Incident, HistoryError> {
-        let Projection {
-            incidents,
-            by_dedup,
-            by_request,
-        } = self;
-        let id = &event.incident_id;
-        if !incidents.contains_key(id) {
-            let opened = evolve(None, event)?;
-            index(by_dedup, by_request, &opened, &event.kind);
-            return Ok(incidents.entry(id.clone()).or_insert(Box::new(opened)));
-        }
-        let inc = incidents
-            .get_mut(id)
+        self.fold_in(event)?;
+        self.get(&event.incident_id)
             .ok_or_else(|| HistoryError::NotOpened {
-                id: id.to_string(),
+                id: event.incident_id.to_string(),
                 event_type: incident_domain::stored::type_name(&event.kind),
-            })?;
-        evolve_in_place(inc, event)?;
-        index(by_dedup, by_request, inc, &event.kind);
-        Ok(&**inc)
+            })
     }
 
-    /// Folds one event in (as [`Projection::apply`], for long folds): an incident's later
-    /// events are folded where it lies, so nothing is moved or allocated for it.
+    /// Folds one event in: an incident's later events are folded where it lies, so nothing is
+    /// moved or allocated for it; the state is unchanged when the event does not fit.
     pub fn fold_in(&mut self, event: &IncidentEvent) -> Result<(), HistoryError> {
         let Projection {
             incidents,
@@ -138,14 +124,6 @@ impl Projection {
             }
         }
         Ok(())
-    }
-
-    /// Replaces an incident's state as a whole (after a batch decided on a copy).
-    pub fn put(&mut self, inc: Incident, kinds: &[&EventKind]) {
-        for kind in kinds {
-            index(&mut self.by_dedup, &mut self.by_request, &inc, kind);
-        }
-        self.incidents.insert(inc.id.clone(), Box::new(inc));
     }
 
     /// Newest first, after `before` (exclusive) when paging.
@@ -287,14 +265,9 @@ mod tests {
     #[test]
     fn folding_in_place_gives_the_domain_fold_and_keeps_the_indexes() {
         let history = history();
-        let (mut p, mut folded) = (Projection::default(), Projection::default());
+        let mut p = Projection::default();
         for (n, e) in history.iter().enumerate() {
             let after = p.apply(e).unwrap().clone();
-            folded.fold_in(e).unwrap();
-            assert_eq!(
-                folded, p,
-                "a long fold keeps what applying keeps (after event {n})"
-            );
             let expected = incident_domain::fold(&history[..=n]).unwrap().unwrap();
             assert_eq!(after, expected, "after event {n}");
             let by_key = p.active_by_dedup("disk-full").cloned();
