@@ -29,6 +29,7 @@ fn incident_bench_runs_every_measurement() {
         "rebuild_ratio",
         "e2e_p99_ms",
         "timer_late_p99_ms",
+        "timer_raw_late_p99_ms",
         "clocks_1m_rss_mib",
     ] {
         assert!(v[key].is_number(), "{key} missing in {last}");
