@@ -1,6 +1,6 @@
 //! The SLA timer's HTTP surface: `/healthz`, `/readyz` (state rebuilt, NATS connected, streams
 //! there) and `/metrics` (Prometheus text: inputs, derived events, warnings, breaches,
-//! escalations, clocks by state, timers pending, relay progress).
+//! escalations, group commits, clocks by state, timers pending, relay progress).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -99,6 +99,13 @@ async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
         "counter",
         "Escalations fired.",
         &sample(get(&c.escalations)),
+    );
+    family(
+        &mut out,
+        "incident_sla_appends_total",
+        "counter",
+        "Flushed appends to the SLA log (group commits).",
+        &sample(get(&c.appends)),
     );
     family(
         &mut out,

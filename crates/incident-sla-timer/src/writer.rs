@@ -38,6 +38,8 @@ pub struct Counters {
     pub breaches: AtomicU64,
     pub escalations: AtomicU64,
     pub append_failures: AtomicU64,
+    /// Flushed appends to the log (group commits).
+    pub appends: AtomicU64,
 }
 
 pub struct Writer {
@@ -56,6 +58,9 @@ pub struct Writer {
     catch_up_target: AtomicU64,
     caught_up: watch::Sender<bool>,
 }
+
+/// Most fired incidents recorded in one append.
+pub const FIRE_BATCH: usize = 1024;
 
 fn new_event(env: &Envelope) -> NewEvent {
     NewEvent {
@@ -153,6 +158,7 @@ impl Writer {
         for r in results {
             r.map_err(|e| e.to_string())?;
         }
+        self.counters.appends.fetch_add(1, Ordering::Relaxed);
         self.relay_wake.notify_one();
         Ok(())
     }
@@ -282,36 +288,47 @@ impl Writer {
         }
     }
 
-    /// Fires what is due at `now`, recording each incident's fired timers.
+    /// Fires what is due at `now`, recording each incident's fired timers. The incidents fired
+    /// together are recorded in group commits of up to [`FIRE_BATCH`] (one flushed append for a
+    /// burst of deadlines, not one each, so the last of a burst is not late by the others'
+    /// writes). An append fails as a whole (a storage failure fails every request written in
+    /// it): its incidents and those after it are put back as they were, to fire again.
     pub async fn fire(&self, now: Timestamp) {
         let _guard = self.lock.lock().await;
-        let fired = match self.engine.lock() {
+        let mut fired = match self.engine.lock() {
             Ok(mut engine) => engine.fire_due(now),
             Err(_) => return,
         };
-        for (id, mut derived) in fired {
+        for (_, derived) in &mut fired {
             self.tag(&mut derived.events, None);
-            let Some(req) = Self::derived_request(&id, &derived) else {
-                continue;
-            };
-            let events = derived.events.clone();
-            match self.append(vec![req]).await {
-                Ok(()) => {
-                    self.count(&events);
-                    for e in &events {
-                        tracing::info!(incident = %id, r#type = %e.ty, late_ms = %e.data["late_ms"], "timer fired");
-                    }
-                }
-                Err(e) => {
-                    self.counters
-                        .append_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(incident = %id, error = %e, "recording a fired timer failed; it will fire again");
-                    if let Ok(mut engine) = self.engine.lock() {
+        }
+        let mut start = 0;
+        while start < fired.len() {
+            let end = fired.len().min(start + FIRE_BATCH);
+            let reqs = fired[start..end]
+                .iter()
+                .filter_map(|(id, derived)| Self::derived_request(id, derived))
+                .collect();
+            if let Err(e) = self.append(reqs).await {
+                self.counters
+                    .append_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(incidents = fired.len() - start, error = %e, "recording fired timers failed; they will fire again");
+                if let Ok(mut engine) = self.engine.lock() {
+                    // the last fired first: each undo puts back what its firing changed
+                    for (_, derived) in fired.drain(start..).rev() {
                         engine.undo(derived.undo);
                     }
                 }
+                return;
             }
+            for (id, derived) in &fired[start..end] {
+                self.count(&derived.events);
+                for e in &derived.events {
+                    tracing::info!(incident = %id, r#type = %e.ty, late_ms = %e.data["late_ms"], "timer fired");
+                }
+            }
+            start = end;
         }
     }
 }

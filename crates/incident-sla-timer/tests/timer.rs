@@ -3,16 +3,19 @@
 //! restart that missed them; pauses hold the clocks; redeliveries are skipped; bad input is
 //! rejected.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use incident_bus::{Delivery, Handled};
 use incident_domain::testing::test_id;
-use incident_domain::{Envelope, EventKind, Impact, IncidentEvent, Source, Urgency, stored};
+use incident_domain::{
+    Envelope, EventKind, Impact, IncidentEvent, IncidentId, Source, Urgency, stored,
+};
 use incident_eventlog::EventLog;
 use incident_sla::PolicySet;
 use incident_sla_timer::timesource::TimeSource;
-use incident_sla_timer::writer::Writer;
+use incident_sla_timer::writer::{FIRE_BATCH, Writer};
 use incident_sla_timer::{rebuild, timer_loop};
 use jiff::Timestamp;
 use tokio::sync::{Notify, watch};
@@ -49,6 +52,17 @@ fn incident_event(ms: i64, kind: EventKind) -> Envelope {
         at: at_ms(ms),
         actor: "alice".into(),
         kind,
+    };
+    stored::encode(&e, &uuid::Uuid::now_v7().to_string())
+}
+
+/// The open of a P1 incident of its own (a new id each call) at 0.
+fn another_p1_opened() -> Envelope {
+    let e = IncidentEvent {
+        incident_id: IncidentId::from_uuid_bytes(*uuid::Uuid::now_v7().as_bytes()),
+        at: t0(),
+        actor: "alice".into(),
+        kind: opened_p1(),
     };
     stored::encode(&e, &uuid::Uuid::now_v7().to_string())
 }
@@ -192,6 +206,76 @@ async fn an_unacknowledged_p1_warns_breaches_and_escalates_on_time() {
     settle().await;
     assert_eq!(sla_events(&log).len(), 7);
     h.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_deadlines_is_recorded_in_group_commits_each_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).unwrap();
+    let h = start(&log, t0()).await;
+    // one more than a group commit of fired incidents holds: all due at the same instant
+    let n = FIRE_BATCH + 1;
+    for _ in 0..n {
+        let d = delivery(&another_p1_opened());
+        assert_eq!(h.writer.on_delivery(d).await, Handled::Done);
+    }
+    settle().await;
+    let appends = |w: &Writer| w.counters.appends.load(Ordering::Relaxed);
+    let before = appends(&h.writer);
+
+    tokio::time::advance(Duration::from_millis(1010)).await;
+    settle().await;
+    let warned: Vec<String> = log
+        .read_from(1)
+        .map(|r| Envelope::from_slice(&r.unwrap().event).unwrap())
+        .filter(|e| e.ty == "sla.warning.v1")
+        .map(|e| e.subject)
+        .collect();
+    assert_eq!(warned.len(), n, "every incident warned");
+    let distinct: std::collections::HashSet<&String> = warned.iter().collect();
+    assert_eq!(distinct.len(), n, "each incident once");
+    assert_eq!(
+        appends(&h.writer) - before,
+        2,
+        "the burst takes two group commits, not one append per incident"
+    );
+    assert_eq!(h.writer.counters.warnings.load(Ordering::Relaxed), n as u64);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn incidents_fired_together_and_put_back_fire_again_the_same() {
+    let mut engine = incident_sla_timer::engine::Engine::default();
+    let _ = engine.activate(PolicySet::from_toml(POLICY).unwrap(), t0());
+    for _ in 0..3 {
+        engine
+            .on_incident_event(&another_p1_opened(), t0())
+            .unwrap();
+    }
+    let fired = engine.fire_due(at_ms(2500));
+    assert_eq!(fired.len(), 3);
+    assert_eq!(engine.breaches().len(), 3);
+    let what =
+        |fired: &[(String, incident_sla_timer::engine::Derived)]| -> Vec<(String, Vec<String>)> {
+            fired
+                .iter()
+                .map(|(id, d)| (id.clone(), d.events.iter().map(|e| e.ty.clone()).collect()))
+                .collect()
+        };
+    let first = what(&fired);
+    // as the writer does when their append fails
+    for (_, d) in fired.into_iter().rev() {
+        engine.undo(d.undo);
+    }
+    assert_eq!(engine.breaches().len(), 0, "no breach left recorded");
+    assert_eq!(
+        engine.next_due_at(),
+        Some(at_ms(1000)),
+        "the first warning due again"
+    );
+    let again = engine.fire_due(at_ms(2500));
+    assert_eq!(what(&again), first);
+    assert_eq!(engine.breaches().len(), 3);
 }
 
 #[tokio::test(start_paused = true)]
