@@ -137,7 +137,7 @@ async fn every_service_serves_health_reflection_metrics_and_stops_cleanly() {
         "incident.v1.SlaService",
         &[
             "incident_sla_breaches_total",
-            "incident_sla_appends_total",
+            "incident_sla_append_batches_total",
             "incident_sla_relay_rechecked_chunks_total",
         ],
     )

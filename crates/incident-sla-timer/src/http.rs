@@ -102,10 +102,10 @@ async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
     );
     family(
         &mut out,
-        "incident_sla_appends_total",
+        "incident_sla_append_batches_total",
         "counter",
-        "Flushed appends to the SLA log (group commits).",
-        &sample(get(&c.appends)),
+        "Group commits to the SLA log (one flushed append each).",
+        &sample(get(&c.append_batches)),
     );
     family(
         &mut out,

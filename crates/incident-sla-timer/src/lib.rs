@@ -47,9 +47,15 @@ pub fn load_policy(config: &Config) -> anyhow::Result<PolicySet> {
     }
 }
 
+/// How many incident events the SLA timer handles at once: those in flight together are
+/// recorded in one group commit (see [`Writer::on_delivery`]).
+pub const IN_FLIGHT: usize = 256;
+
 /// The durable consumer of INCIDENT_EVENTS (the rebuild restarts the same one).
 pub fn consumer_spec() -> ConsumerSpec {
-    ConsumerSpec::new(streams::INCIDENT_EVENTS.name, DURABLE)
+    let mut spec = ConsumerSpec::new(streams::INCIDENT_EVENTS.name, DURABLE);
+    spec.concurrency = IN_FLIGHT;
+    spec
 }
 
 /// Folds the SLA log into a fresh engine; also answers the id of the last incident event in it.

@@ -7,13 +7,13 @@
 //! SLA_EVENTS and INCIDENT_EVENTS in its original order (see `rebuild`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use incident_bus::{Delivery, Handled};
 use incident_domain::Envelope;
 use incident_eventlog::{AppendRequest, EventLog, ExpectedVersion, NewEvent};
 use jiff::Timestamp;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, oneshot, watch};
 
 use crate::engine::{Derived, Engine};
 use crate::events;
@@ -39,7 +39,7 @@ pub struct Counters {
     pub escalations: AtomicU64,
     pub append_failures: AtomicU64,
     /// Flushed appends to the log (group commits).
-    pub appends: AtomicU64,
+    pub append_batches: AtomicU64,
 }
 
 pub struct Writer {
@@ -51,12 +51,43 @@ pub struct Writer {
     pub timer_wake: Arc<Notify>,
     /// One append at a time, so the log order is the order the engine saw.
     lock: tokio::sync::Mutex<()>,
+    /// Deliveries waiting for the next group commit, in the order they came.
+    queue: Mutex<Vec<Queued>>,
     /// The id of the last incident event recorded (`after_input` of the next SLA event).
     last_input: Mutex<Option<String>>,
     /// The highest INCIDENT_EVENTS sequence delivered, and the one that counts as caught up.
     seen_seq: AtomicU64,
     catch_up_target: AtomicU64,
     caught_up: watch::Sender<bool>,
+}
+
+/// A delivery waiting to be recorded, and where its outcome goes.
+struct Queued {
+    d: Delivery,
+    reply: oneshot::Sender<Handled>,
+}
+
+/// An input of a batch the engine took, to be put back if the append fails.
+struct Accepted {
+    delivery_id: String,
+    input_id: String,
+    derived: Derived,
+}
+
+/// What becomes of a delivery of a batch.
+enum Outcome {
+    /// Decided before the append: skipped as recorded before, or rejected.
+    Known(Handled),
+    /// Recorded by the batch's append.
+    Recorded,
+    /// The same input as one recorded by the batch's append.
+    Repeat,
+}
+
+fn answer_all(batch: Vec<Queued>, handled: &Handled) {
+    for q in batch {
+        let _ = q.reply.send(handled.clone());
+    }
 }
 
 /// Most fired incidents recorded in one append.
@@ -83,6 +114,7 @@ impl Writer {
             relay_wake,
             timer_wake,
             lock: tokio::sync::Mutex::new(()),
+            queue: Mutex::new(Vec::new()),
             last_input: Mutex::new(None),
             seen_seq: AtomicU64::new(0),
             catch_up_target: AtomicU64::new(u64::MAX),
@@ -97,15 +129,18 @@ impl Writer {
         }
     }
 
+    /// Sets `after_input` on `events`: `after`, or with `None` the last input recorded.
     fn tag(&self, events: &mut [Envelope], after: Option<&str>) {
-        let owned;
-        let after = match after {
-            Some(a) => Some(a),
+        match after {
+            Some(a) => Self::tag_after(events, Some(a)),
             None => {
-                owned = self.last_input.lock().ok().and_then(|l| l.clone());
-                owned.as_deref()
+                let last = self.last_input.lock().ok().and_then(|l| l.clone());
+                Self::tag_after(events, last.as_deref());
             }
-        };
+        }
+    }
+
+    fn tag_after(events: &mut [Envelope], after: Option<&str>) {
         for e in events {
             if let serde_json::Value::Object(m) = &mut e.data {
                 m.insert("after_input".into(), after.into());
@@ -158,7 +193,7 @@ impl Writer {
         for r in results {
             r.map_err(|e| e.to_string())?;
         }
-        self.counters.appends.fetch_add(1, Ordering::Relaxed);
+        self.counters.append_batches.fetch_add(1, Ordering::Relaxed);
         self.relay_wake.notify_one();
         Ok(())
     }
@@ -199,11 +234,37 @@ impl Writer {
         .await
     }
 
-    /// Handles one delivery from INCIDENT_EVENTS.
+    /// Handles one delivery from INCIDENT_EVENTS. Deliveries handled concurrently are recorded
+    /// together: each joins the queue on its first poll (so the queue keeps the order they
+    /// were started in, the stream order), and whichever takes the writer's lock first records
+    /// everything queued in one group commit, then answers each. A delivery that finds its
+    /// answer waiting when it gets the lock was recorded by another.
     pub async fn on_delivery(&self, d: Delivery) -> Handled {
-        let _guard = self.lock.lock().await;
         let seq = d.stream_sequence;
-        let handled = self.record_delivery(d).await;
+        let (reply, mut answer) = oneshot::channel();
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Queued { d, reply });
+        let handled = {
+            let _guard = self.lock.lock().await;
+            match answer.try_recv() {
+                Ok(h) => h,
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    let batch = std::mem::take(
+                        &mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner),
+                    );
+                    self.record_deliveries(batch).await;
+                    answer
+                        .try_recv()
+                        .unwrap_or_else(|_| Handled::Retry("the delivery was not recorded".into()))
+                }
+                // the caller recording it stopped before answering
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    Handled::Retry("the delivery was not recorded".into())
+                }
+            }
+        };
         // a delivery to be retried is not in yet
         if !matches!(handled, Handled::Retry(_)) {
             self.saw(seq);
@@ -211,80 +272,135 @@ impl Writer {
         handled
     }
 
-    async fn record_delivery(&self, d: Delivery) -> Handled {
-        let id = d.id.clone();
+    /// Records `batch` (in order) in one append and answers each delivery. Inputs already in
+    /// the log (or earlier in the batch) are skipped; bad ones rejected; when the append fails,
+    /// every input of it is put back out of the engine, latest first, and retried.
+    async fn record_deliveries(&self, batch: Vec<Queued>) {
+        let ids: Vec<String> = batch.iter().map(|q| q.d.id.clone()).collect();
         let log = self.log.clone();
-        match tokio::task::spawn_blocking(move || log.is_processed(&id)).await {
-            Ok(Ok(true)) => {
-                self.counters
-                    .duplicates_skipped
-                    .fetch_add(1, Ordering::Relaxed);
-                return Handled::Done;
-            }
-            Ok(Ok(false)) => {}
-            Ok(Err(e)) => return Handled::Retry(e.to_string()),
-            Err(e) => return Handled::Retry(e.to_string()),
-        }
-        let env = match Envelope::from_slice(&d.payload) {
-            Ok(env) => env,
-            Err(e) => {
-                self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                return Handled::Reject(e.to_string());
-            }
+        let processed = tokio::task::spawn_blocking(move || {
+            ids.iter()
+                .map(|id| log.is_processed(id))
+                .collect::<Result<Vec<bool>, _>>()
+        })
+        .await;
+        let processed = match processed {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => return answer_all(batch, &Handled::Retry(e.to_string())),
+            Err(e) => return answer_all(batch, &Handled::Retry(e.to_string())),
         };
-        let mut derived = {
+        let mut reqs = Vec::new();
+        let mut accepted: Vec<Accepted> = Vec::new();
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
+        {
             let Ok(mut engine) = self.engine.lock() else {
-                return Handled::Retry("engine lock poisoned".into());
+                return answer_all(batch, &Handled::Retry("engine lock poisoned".into()));
             };
-            match engine.on_incident_event(&env, Timestamp::now()) {
-                Ok(d) => d,
-                Err(e) => {
-                    self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                    return Handled::Reject(e.to_string());
+            let mut last = self.last_input.lock().ok().and_then(|l| l.clone());
+            for (q, seen) in batch.iter().zip(processed) {
+                if seen {
+                    self.counters
+                        .duplicates_skipped
+                        .fetch_add(1, Ordering::Relaxed);
+                    outcomes.push(Outcome::Known(Handled::Done));
+                    continue;
+                }
+                if accepted.iter().any(|a| a.delivery_id == q.d.id) {
+                    // the same input twice in the stream: recorded with the first
+                    outcomes.push(Outcome::Repeat);
+                    continue;
+                }
+                let env = match Envelope::from_slice(&q.d.payload) {
+                    Ok(env) => env,
+                    Err(e) => {
+                        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                        outcomes.push(Outcome::Known(Handled::Reject(e.to_string())));
+                        continue;
+                    }
+                };
+                let mut derived = match engine.on_incident_event(&env, Timestamp::now()) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                        outcomes.push(Outcome::Known(Handled::Reject(e.to_string())));
+                        continue;
+                    }
+                };
+                self.tag(&mut derived.events, Some(&env.id));
+                // timers due before the input are recorded before it, after the previous input
+                Self::tag_after(&mut derived.fired_before, last.as_deref());
+                if !derived.fired_before.is_empty() {
+                    reqs.push(AppendRequest {
+                        stream: env.subject.clone(),
+                        expected: ExpectedVersion::Any,
+                        events: derived.fired_before.iter().map(new_event).collect(),
+                        processed: Vec::new(),
+                    });
+                }
+                reqs.push(AppendRequest {
+                    stream: input_stream(&env.subject),
+                    expected: ExpectedVersion::Any,
+                    events: vec![new_event(&env)],
+                    processed: vec![q.d.id.clone()],
+                });
+                reqs.extend(Self::derived_request(&env.subject, &derived));
+                outcomes.push(Outcome::Recorded);
+                accepted.push(Accepted {
+                    delivery_id: q.d.id.clone(),
+                    input_id: env.id.clone(),
+                    derived,
+                });
+                last = Some(env.id);
+            }
+        }
+        let recorded = if reqs.is_empty() {
+            Ok(())
+        } else {
+            self.append(reqs).await
+        };
+        match &recorded {
+            Ok(()) => {
+                if let Some(a) = accepted.last() {
+                    self.set_last_input(Some(a.input_id.clone()));
+                }
+                self.counters
+                    .inputs
+                    .fetch_add(accepted.len() as u64, Ordering::Relaxed);
+                for a in &accepted {
+                    self.count(&a.derived.fired_before);
+                    self.count(&a.derived.events);
+                }
+                if !accepted.is_empty() {
+                    self.timer_wake.notify_one();
                 }
             }
-        };
-        self.tag(&mut derived.events, Some(&env.id));
-        // timers due before the input are recorded before it, after the previous input
-        self.tag(&mut derived.fired_before, None);
-        let mut reqs: Vec<AppendRequest> = (!derived.fired_before.is_empty())
-            .then(|| AppendRequest {
-                stream: env.subject.clone(),
-                expected: ExpectedVersion::Any,
-                events: derived.fired_before.iter().map(new_event).collect(),
-                processed: Vec::new(),
-            })
-            .into_iter()
-            .collect();
-        reqs.push(AppendRequest {
-            stream: input_stream(&env.subject),
-            expected: ExpectedVersion::Any,
-            events: vec![NewEvent {
-                id: env.id.clone(),
-                bytes: env.to_canonical_bytes(),
-            }],
-            processed: vec![d.id.clone()],
-        });
-        reqs.extend(Self::derived_request(&env.subject, &derived));
-        let mut events = derived.fired_before.clone();
-        events.extend(derived.events.iter().cloned());
-        match self.append(reqs).await {
-            Ok(()) => {
-                self.set_last_input(Some(env.id.clone()));
-                self.counters.inputs.fetch_add(1, Ordering::Relaxed);
-                self.count(&events);
-                self.timer_wake.notify_one();
-                Handled::Done
-            }
-            Err(e) => {
+            Err(_) => {
                 self.counters
                     .append_failures
                     .fetch_add(1, Ordering::Relaxed);
                 if let Ok(mut engine) = self.engine.lock() {
-                    engine.undo(derived.undo);
+                    // latest first: an incident may have several inputs in the batch
+                    for a in accepted.into_iter().rev() {
+                        engine.undo(a.derived.undo);
+                    }
                 }
-                Handled::Retry(format!("recording the input failed: {e}"))
             }
+        }
+        for (q, outcome) in batch.into_iter().zip(outcomes) {
+            let handled = match (outcome, &recorded) {
+                (Outcome::Known(h), _) => h,
+                (Outcome::Recorded, Ok(())) => Handled::Done,
+                (Outcome::Repeat, Ok(())) => {
+                    self.counters
+                        .duplicates_skipped
+                        .fetch_add(1, Ordering::Relaxed);
+                    Handled::Done
+                }
+                (Outcome::Recorded | Outcome::Repeat, Err(e)) => {
+                    Handled::Retry(format!("recording the input failed: {e}"))
+                }
+            };
+            let _ = q.reply.send(handled);
         }
     }
 

@@ -220,7 +220,7 @@ async fn a_burst_of_deadlines_is_recorded_in_group_commits_each_once() {
         assert_eq!(h.writer.on_delivery(d).await, Handled::Done);
     }
     settle().await;
-    let appends = |w: &Writer| w.counters.appends.load(Ordering::Relaxed);
+    let appends = |w: &Writer| w.counters.append_batches.load(Ordering::Relaxed);
     let before = appends(&h.writer);
 
     tokio::time::advance(Duration::from_millis(1010)).await;
@@ -241,6 +241,71 @@ async fn a_burst_of_deadlines_is_recorded_in_group_commits_each_once() {
     );
     assert_eq!(h.writer.counters.warnings.load(Ordering::Relaxed), n as u64);
     h.shutdown().await;
+}
+
+#[tokio::test]
+async fn incident_events_handled_together_are_recorded_in_one_group_commit_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).unwrap();
+    let writer = consume_only(&log, &[]).await;
+    let appends = |w: &Writer| w.counters.append_batches.load(Ordering::Relaxed);
+    let before = appends(&writer);
+    // 30 incidents opened, each acknowledged right after its open in the same batch; one
+    // invalid message and one repeat of an open among them
+    let mut deliveries = Vec::new();
+    let mut opens = Vec::new();
+    for _ in 0..30 {
+        let open = another_p1_opened();
+        let mut ack = incident_event(500, EventKind::Acknowledged);
+        ack.subject = open.subject.clone();
+        deliveries.push(delivery(&open));
+        deliveries.push(delivery(&ack));
+        opens.push(open);
+    }
+    let mut bad = delivery(&opens[0]);
+    bad.id = "not-an-event".into();
+    bad.payload = bytes_of("{\"not\": \"an event\"}");
+    deliveries.insert(7, bad);
+    deliveries.insert(20, delivery(&opens[3]));
+    let order: Vec<String> = deliveries.iter().map(|d| d.id.clone()).collect();
+    // started in this order, as the consumer starts them, and all in flight at once
+    let handled =
+        futures::future::join_all(deliveries.into_iter().map(|d| writer.on_delivery(d))).await;
+
+    for (i, h) in handled.iter().enumerate() {
+        match i {
+            7 => assert!(matches!(h, Handled::Reject(_)), "{h:?}"),
+            _ => assert_eq!(h, &Handled::Done, "delivery {i}"),
+        }
+    }
+    // the first finds the writer free and is recorded alone; the rest queue meanwhile
+    assert_eq!(
+        appends(&writer) - before,
+        2,
+        "two group commits, not one append per event"
+    );
+    assert_eq!(writer.counters.inputs.load(Ordering::Relaxed), 60);
+    assert_eq!(
+        writer.counters.duplicates_skipped.load(Ordering::Relaxed),
+        1
+    );
+    // the inputs in the log in the order they were handed over, each once
+    let inputs: Vec<String> = log
+        .read_from(1)
+        .map(|r| r.unwrap())
+        .filter(|r| !incident_sla_timer::writer::is_own_event(r))
+        .map(|r| Envelope::from_slice(&r.event).unwrap().id)
+        .collect();
+    let expected: Vec<String> = order
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 7 && *i != 20)
+        .map(|(_, id)| id.clone())
+        .collect();
+    assert_eq!(inputs, expected);
+    // each acknowledgement met its incident's response clock: applied after its open
+    let met = types(&log).iter().filter(|t| *t == "sla.met.v1").count();
+    assert_eq!(met, 30);
 }
 
 #[tokio::test]
