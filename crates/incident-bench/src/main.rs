@@ -5,6 +5,9 @@
 //! - `nats_intake_per_s` (incidents published on `incident.v1.intake` until their events are on
 //!   `INCIDENT_EVENTS`) against `jetstream_publish_per_s` (pipelined JetStream publishes of
 //!   messages of the same size) -> `nats_intake_ratio`;
+//! - `sla_catch_up_per_s` (a fresh `incident-sla` recording the INCIDENT_EVENTS the intake
+//!   subject's part left) against `jetstream_consume_per_s` (a plain pull consumer acking the
+//!   same messages) -> `sla_catch_up_ratio`;
 //! - `grpc_open_per_s` (OpenIncident, 32 concurrent clients, durable on answer) against
 //!   `grpc_unary_baseline_per_s` (grpc.health.v1 Check, the same clients) -> `grpc_open_ratio`;
 //!   each of these two pairs is measured in four alternating slices (raw, then ours, four
@@ -1070,6 +1073,8 @@ async fn main() -> anyhow::Result<()> {
         );
         if runs("intake") {
             intake_figures(&args, &sizes, &nats, &intake, &mut out).await?;
+            // before the gRPC part, which the SLA timer would otherwise share the cores with
+            sla_figures(&args, &nats, &mut out).await?;
         }
         if runs("grpc") {
             grpc_figures(&args, &sizes, &nats, &intake, &mut out).await?;
@@ -1186,6 +1191,91 @@ async fn intake_figures(
     out["nats_intake_per_s"] = json!(intake_rate.round());
     out["nats_intake_ratio"] = json!(intake_rate / js_rate);
     Ok(())
+}
+
+/// `sla_catch_up_per_s`: how fast a fresh `incident-sla` records the backlog of
+/// INCIDENT_EVENTS the intake part left (each event with the SLA events it causes, in its own
+/// log, acked after), against `jetstream_consume_per_s`: a plain pull consumer reading and
+/// acking the same messages -> `sla_catch_up_ratio`. Both are read from the consumer's ack
+/// floor, from the first ack to the last.
+async fn sla_figures(args: &Args, nats: &NatsServer, out: &mut Value) -> anyhow::Result<()> {
+    let client = async_nats::connect(nats.url()).await?;
+    let js = async_nats::jetstream::new(client);
+    let mut events = js.get_stream("INCIDENT_EVENTS").await?;
+    let last = events.info().await?.state.last_sequence;
+    log(
+        args,
+        format!("SLA timer: catching up {last} incident events, against a plain consumer"),
+    );
+    let raw = events
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("bench-raw".into()),
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await?;
+    let consume = async {
+        use futures::StreamExt as _;
+        let mut messages = raw.messages().await?;
+        let mut n = 0;
+        while n < last {
+            let m = messages
+                .next()
+                .await
+                .context("the plain consumer ended")?
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            m.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            n += 1;
+        }
+        anyhow::Ok(())
+    };
+    let (raw_rate, ()) = tokio::try_join!(ack_floor_rate(&mut events, "bench-raw", last), consume)?;
+    let dir = tempfile::tempdir()?;
+    let sla = ServiceProcess::spawn(
+        "incident-sla",
+        &[
+            ("NATS_URL", nats.url()),
+            ("DATA_DIR", dir.path().join("sla").display().to_string()),
+            ("RUST_LOG", "warn".into()),
+        ],
+        &dir.path().join("sla.log"),
+    );
+    let sla_rate = ack_floor_rate(&mut events, incident_sla_timer::DURABLE, last).await?;
+    drop(sla);
+    out["jetstream_consume_per_s"] = json!(raw_rate.round());
+    out["sla_catch_up_per_s"] = json!(sla_rate.round());
+    out["sla_catch_up_ratio"] = json!(sla_rate / raw_rate);
+    Ok(())
+}
+
+/// Messages acked a second by the consumer `durable` of `stream`, from its first ack until its
+/// ack floor reaches `last` (polled every 5 ms).
+async fn ack_floor_rate(
+    stream: &mut async_nats::jetstream::stream::Stream,
+    durable: &str,
+    last: u64,
+) -> anyhow::Result<f64> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut first: Option<(Instant, u64)> = None;
+    loop {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{durable} did not ack {last} messages in 10 minutes"
+        );
+        let floor = match stream.consumer_info(durable).await {
+            Ok(info) => info.ack_floor.stream_sequence,
+            Err(_) => 0,
+        };
+        let now = Instant::now();
+        match first {
+            None if floor > 0 => first = Some((now, floor)),
+            Some((t0, f0)) if floor >= last => {
+                return Ok((floor - f0) as f64 / now.duration_since(t0).as_secs_f64());
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// How many turns the raw publish and the intake subject take in [`intake_figures`].
