@@ -1081,6 +1081,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     if runs("e2e") {
+        settle_disk();
         log(
             &args,
             format!("e2e: open -> webhook at 500/s for {} s", sizes.e2e_secs),
@@ -1095,6 +1096,7 @@ async fn main() -> anyhow::Result<()> {
         out["e2e_warmup_ms"] = json!(e2e.warmup_ms.round());
     }
     if runs("rebuild") {
+        settle_disk();
         log(
             &args,
             format!("rebuild: a log of {} events", sizes.log_events),
@@ -1117,6 +1119,7 @@ async fn main() -> anyhow::Result<()> {
     if only == Some("timers") {
         timer_figures(&args, &sizes, &mut out).await?;
     } else if runs("timers") {
+        settle_disk();
         // in a fresh process: memory the other parts freed stays resident here and would hide
         // what the clocks take
         let mut cmd = std::process::Command::new(std::env::current_exe()?);
@@ -1191,6 +1194,15 @@ async fn intake_figures(
     out["nats_intake_per_s"] = json!(intake_rate.round());
     out["nats_intake_ratio"] = json!(intake_rate / js_rate);
     Ok(())
+}
+
+/// Waits until what the parts before wrote is on disk (`sync`), so that a part does not share
+/// the disk with the write-back of an earlier one's files (the rebuild part's log and snapshot
+/// are hundreds of MB): the timer and e2e figures wait on fsyncs.
+fn settle_disk() {
+    if let Err(e) = std::process::Command::new("sync").status() {
+        eprintln!("sync: {e}");
+    }
 }
 
 /// `sla_catch_up_per_s`: how fast a fresh `incident-sla` records the backlog of
