@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use incident_domain::{Envelope, EventKind, IncidentEvent, stored};
 use incident_sla::incident_events::inputs_of;
-use incident_sla::{ClockInput, ClockKind, ClockView, Due, DueKind, IncidentClocks, PolicySet};
+use incident_sla::{
+    ClockInput, ClockKind, ClockState, ClockView, Due, DueKind, IncidentClocks, PolicySet,
+};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -27,6 +29,8 @@ pub struct Tracked {
     pub escalations: Vec<u32>,
     /// The instant this incident is in the timer set under, if it is.
     scheduled: Option<Timestamp>,
+    /// The states its clocks are counted under in [`Engine::clock_counts`].
+    counted: [Option<ClockState>; 2],
 }
 
 /// An incident id, allocated once and shared by the incident map and the timer set. Compares,
@@ -76,6 +80,25 @@ pub struct Engine {
     timers: BTreeSet<(Timestamp, IdKey)>,
     /// Service and group names, one copy each, shared by the incidents' clocks.
     names: HashSet<Arc<str>>,
+    /// Clocks with a target by state, in the order of [`CLOCK_STATES`].
+    clock_counts: [u64; 4],
+}
+
+/// The states [`Engine::clock_counts`] counts, in its order.
+pub const CLOCK_STATES: [ClockState; 4] = [
+    ClockState::Running,
+    ClockState::Paused,
+    ClockState::Met,
+    ClockState::Breached,
+];
+
+fn state_index(s: ClockState) -> usize {
+    match s {
+        ClockState::Running => 0,
+        ClockState::Paused => 1,
+        ClockState::Met => 2,
+        ClockState::Breached => 3,
+    }
 }
 
 /// What an input led to: the events to record (in order) and the state to restore if recording
@@ -137,6 +160,13 @@ impl Engine {
         &self.breaches
     }
 
+    /// Clocks with a target by state ([`CLOCK_STATES`]), each as of its incident's last change:
+    /// a running clock past its due instant counts as breached once its breach has fired. Kept
+    /// up to date as incidents change, so reading it costs nothing however many there are.
+    pub fn clock_counts(&self) -> [u64; 4] {
+        self.clock_counts
+    }
+
     pub fn timers_pending(&self) -> usize {
         self.timers.len()
     }
@@ -146,8 +176,40 @@ impl Engine {
         self.timers.first().map(|(t, _)| *t)
     }
 
-    /// Puts the incident's timer at its clocks' next due instant (or takes it out).
+    /// Counts the incident's clocks under their states now (see [`Engine::clock_counts`]).
+    fn recount(&mut self, id: &str) {
+        let Some(tracked) = self.incidents.get_mut(id) else {
+            return;
+        };
+        let now = tracked.clocks.clock_states();
+        if now == tracked.counted {
+            return;
+        }
+        for s in tracked.counted.into_iter().flatten() {
+            let n = &mut self.clock_counts[state_index(s)];
+            *n = n.saturating_sub(1);
+        }
+        for s in now.into_iter().flatten() {
+            self.clock_counts[state_index(s)] += 1;
+        }
+        tracked.counted = now;
+    }
+
+    /// Takes the incident's clocks out of the counts.
+    fn uncount(&mut self, id: &str) {
+        if let Some(tracked) = self.incidents.get_mut(id) {
+            for s in tracked.counted.into_iter().flatten() {
+                let n = &mut self.clock_counts[state_index(s)];
+                *n = n.saturating_sub(1);
+            }
+            tracked.counted = [None; 2];
+        }
+    }
+
+    /// Puts the incident's timer at its clocks' next due instant (or takes it out), and counts
+    /// its clocks under their states: every change of an incident ends here.
     fn reschedule(&mut self, id: &str) {
+        self.recount(id);
         let Some((key, tracked)) = self.incidents.get_key_value(id) else {
             return;
         };
@@ -192,10 +254,12 @@ impl Engine {
     pub fn undo(&mut self, undo: Undo) {
         let id = undo.incident_id.as_str();
         self.unschedule(id);
+        self.uncount(id);
         match undo.before {
             Some(mut t) => {
-                // not in the timer set (taken out above); rescheduled below
+                // not in the timer set nor in the counts (taken out above); both below
                 t.scheduled = None;
+                t.counted = [None; 2];
                 match self.incidents.get_mut(id) {
                     Some(slot) => *slot = t,
                     None => {
@@ -286,6 +350,7 @@ impl Engine {
                     clocks,
                     escalations: Vec::new(),
                     scheduled: None,
+                    counted: [None; 2],
                 }),
             );
             return vec![started];

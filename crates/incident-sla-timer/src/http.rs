@@ -11,9 +11,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use incident_bus::RelayStatus;
 use incident_runtime::{metric_family as family, sample};
-use incident_sla::ClockState;
 
-use crate::engine::Engine;
+use crate::engine::{CLOCK_STATES, Engine};
 use crate::events::state_name;
 use crate::timesource::TimeSource;
 use crate::writer::Counters;
@@ -121,36 +120,13 @@ async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
         "Chunks SLA_EVENTS did not take as sent, checked record by record.",
         &sample(get(&s.relay.rechecked_chunks)),
     );
-    let now = s.time.now();
+    // kept by the engine as incidents change: a scrape does not walk a million clocks while
+    // the timer and the writer wait for the lock
     let (by_state, timers) = match s.engine.lock() {
-        Ok(engine) => {
-            let mut counts = [0u64; 4];
-            for (_, t) in engine.incidents() {
-                let st = t.clocks.state_at(now);
-                for v in [&st.response, &st.resolution] {
-                    if v.target.is_none() {
-                        continue;
-                    }
-                    let i = match v.state {
-                        ClockState::Running => 0,
-                        ClockState::Paused => 1,
-                        ClockState::Met => 2,
-                        ClockState::Breached => 3,
-                    };
-                    counts[i] += 1;
-                }
-            }
-            (counts, engine.timers_pending() as u64)
-        }
+        Ok(engine) => (engine.clock_counts(), engine.timers_pending() as u64),
         Err(_) => ([0; 4], 0),
     };
-    let states = [
-        ClockState::Running,
-        ClockState::Paused,
-        ClockState::Met,
-        ClockState::Breached,
-    ];
-    let samples: Vec<(String, u64)> = states
+    let samples: Vec<(String, u64)> = CLOCK_STATES
         .iter()
         .zip(by_state)
         .map(|(st, n)| (format!("state=\"{}\"", state_name(*st)), n))
@@ -159,7 +135,7 @@ async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
         &mut out,
         "incident_sla_clocks",
         "gauge",
-        "Clocks with a target, by state.",
+        "Clocks with a target, by state as of their incident's last change (a running clock past its due instant counts as breached once its breach has fired).",
         &samples,
     );
     family(

@@ -308,6 +308,86 @@ async fn incident_events_handled_together_are_recorded_in_one_group_commit_in_or
     assert_eq!(met, 30);
 }
 
+/// Clocks with a target by state, counted the long way: each incident's state as of its last
+/// change, as `Engine::clock_counts` defines it.
+fn clocks_by_state_counted_one_by_one(engine: &incident_sla_timer::engine::Engine) -> [u64; 4] {
+    let mut counts = [0; 4];
+    for (_, t) in engine.incidents() {
+        let st = t.clocks.state_at(t.clocks.last_input_at());
+        for v in [&st.response, &st.resolution] {
+            if v.target.is_some() {
+                let i = incident_sla_timer::engine::CLOCK_STATES
+                    .iter()
+                    .position(|s| *s == v.state)
+                    .unwrap();
+                counts[i] += 1;
+            }
+        }
+    }
+    counts
+}
+
+#[tokio::test]
+async fn clocks_by_state_are_kept_as_incidents_change_fire_and_are_put_back() {
+    use incident_sla_timer::engine::Engine;
+    let mut engine = Engine::default();
+    let _ = engine.activate(PolicySet::from_toml(POLICY).unwrap(), t0());
+    let check = |engine: &Engine, step: &str| {
+        assert_eq!(
+            engine.clock_counts(),
+            clocks_by_state_counted_one_by_one(engine),
+            "after {step}"
+        );
+    };
+    let opens: Vec<Envelope> = (0..4).map(|_| another_p1_opened()).collect();
+    for open in &opens {
+        engine.on_incident_event(open, t0()).unwrap();
+    }
+    check(&engine, "the opens");
+    assert_eq!(
+        engine.clock_counts(),
+        [8, 0, 0, 0],
+        "two running clocks each"
+    );
+    let on = |i: usize, ms: i64, kind: EventKind| {
+        let mut e = incident_event(ms, kind);
+        e.subject = opens[i].subject.clone();
+        e
+    };
+    engine
+        .on_incident_event(&on(0, 500, EventKind::Acknowledged), t0())
+        .unwrap();
+    check(&engine, "an acknowledgement");
+    let hold = on(
+        1,
+        500,
+        EventKind::PutOnHold {
+            reason: "waiting for the vendor".into(),
+        },
+    );
+    let held = engine.on_incident_event(&hold, t0()).unwrap();
+    check(&engine, "a hold");
+    assert_eq!(engine.clock_counts(), [5, 2, 1, 0]);
+    engine.undo(held.undo);
+    check(&engine, "the hold put back");
+    assert_eq!(engine.clock_counts(), [7, 0, 1, 0]);
+
+    let mut fired = engine.fire_due(at_ms(2500));
+    check(&engine, "the response breaches");
+    assert_eq!(engine.clock_counts(), [4, 0, 1, 3]);
+    let k = fired
+        .iter()
+        .position(|(id, _)| *id == opens[3].subject)
+        .unwrap();
+    engine.undo(fired.remove(k).1.undo);
+    check(&engine, "one breach put back");
+    assert_eq!(engine.clock_counts(), [5, 0, 1, 2]);
+    engine
+        .on_incident_event(&on(2, 3000, EventKind::Acknowledged), t0())
+        .unwrap();
+    check(&engine, "an acknowledgement after the breach");
+}
+
 #[tokio::test]
 async fn incidents_fired_together_and_put_back_fire_again_the_same() {
     let mut engine = incident_sla_timer::engine::Engine::default();

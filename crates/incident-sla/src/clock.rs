@@ -747,6 +747,18 @@ impl Clock {
         }
     }
 
+    /// The state [`Clock::view`] reports at `now`, without building the view.
+    fn state_at(&self, b: &PolicyBinding, now: Timestamp) -> ClockState {
+        if self.breach_as_of(b, now).is_some() {
+            return ClockState::Breached;
+        }
+        match self.phase {
+            Phase::Running { .. } => ClockState::Running,
+            Phase::Paused { .. } => ClockState::Paused,
+            Phase::Stopped { .. } => ClockState::Met,
+        }
+    }
+
     fn view(&self, b: &PolicyBinding, now: Timestamp) -> ClockView {
         let elapsed = self.elapsed_at(b, now);
         let breached_at = self.breach_as_of(b, now);
@@ -1234,6 +1246,14 @@ impl IncidentClocks {
     /// Instant of the last applied input (the opening if none).
     pub fn last_input_at(&self) -> Timestamp {
         self.last_at
+    }
+
+    /// The state of the response and the resolution clock as of the last applied input (`None`
+    /// for a clock without a target): what [`IncidentClocks::state_at`] reports at that instant,
+    /// computed without building the views, for counting clocks by state.
+    pub fn clock_states(&self) -> [Option<ClockState>; 2] {
+        [&self.response, &self.resolution]
+            .map(|c| c.target.map(|_| c.state_at(&self.binding, self.last_at)))
     }
 }
 
