@@ -273,18 +273,36 @@ impl Writer {
     }
 
     /// Records `batch` (in order) in one append and answers each delivery. Inputs already in
-    /// the log (or earlier in the batch) are skipped; bad ones rejected; when the append fails,
-    /// every input of it is put back out of the engine, latest first, and retried.
+    /// the log (by delivery id or by event id) or earlier in the batch are skipped, bad ones
+    /// rejected, before the engine sees them: what is left can only be refused by a storage
+    /// failure, which fails every request of the append. Then every input of it is put back
+    /// out of the engine, latest first, and retried.
     async fn record_deliveries(&self, batch: Vec<Queued>) {
-        let ids: Vec<String> = batch.iter().map(|q| q.d.id.clone()).collect();
+        let parsed: Vec<Result<Envelope, String>> = batch
+            .iter()
+            .map(|q| Envelope::from_slice(&q.d.payload).map_err(|e| e.to_string()))
+            .collect();
+        // what the log already holds: the delivery recorded as processed, or the event itself
+        // (recorded under another delivery id): either way its effect is in
+        let keys: Vec<(String, Option<String>)> = batch
+            .iter()
+            .zip(&parsed)
+            .map(|(q, env)| (q.d.id.clone(), env.as_ref().ok().map(|e| e.id.clone())))
+            .collect();
         let log = self.log.clone();
-        let processed = tokio::task::spawn_blocking(move || {
-            ids.iter()
-                .map(|id| log.is_processed(id))
-                .collect::<Result<Vec<bool>, _>>()
+        let seen = tokio::task::spawn_blocking(move || {
+            keys.iter()
+                .map(|(delivery, event)| {
+                    Ok(log.is_processed(delivery)?
+                        || match event {
+                            Some(id) => log.seq_of_event(id)?.is_some(),
+                            None => false,
+                        })
+                })
+                .collect::<Result<Vec<bool>, incident_eventlog::LogError>>()
         })
         .await;
-        let processed = match processed {
+        let seen = match seen {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => return answer_all(batch, &Handled::Retry(e.to_string())),
             Err(e) => return answer_all(batch, &Handled::Retry(e.to_string())),
@@ -297,7 +315,7 @@ impl Writer {
                 return answer_all(batch, &Handled::Retry("engine lock poisoned".into()));
             };
             let mut last = self.last_input.lock().ok().and_then(|l| l.clone());
-            for (q, seen) in batch.iter().zip(processed) {
+            for ((q, seen), env) in batch.iter().zip(seen).zip(parsed) {
                 if seen {
                     self.counters
                         .duplicates_skipped
@@ -305,19 +323,23 @@ impl Writer {
                     outcomes.push(Outcome::Known(Handled::Done));
                     continue;
                 }
-                if accepted.iter().any(|a| a.delivery_id == q.d.id) {
-                    // the same input twice in the stream: recorded with the first
-                    outcomes.push(Outcome::Repeat);
-                    continue;
-                }
-                let env = match Envelope::from_slice(&q.d.payload) {
+                let env = match env {
                     Ok(env) => env,
                     Err(e) => {
                         self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                        outcomes.push(Outcome::Known(Handled::Reject(e.to_string())));
+                        outcomes.push(Outcome::Known(Handled::Reject(e)));
                         continue;
                     }
                 };
+                if accepted
+                    .iter()
+                    .any(|a| a.delivery_id == q.d.id || a.input_id == env.id)
+                {
+                    // the same input twice in the stream (again, or under another id):
+                    // recorded with the first, whose event id the log would refuse twice
+                    outcomes.push(Outcome::Repeat);
+                    continue;
+                }
                 let mut derived = match engine.on_incident_event(&env, Timestamp::now()) {
                     Ok(d) => d,
                     Err(e) => {
@@ -407,8 +429,9 @@ impl Writer {
     /// Fires what is due at `now`, recording each incident's fired timers. The incidents fired
     /// together are recorded in group commits of up to [`FIRE_BATCH`] (one flushed append for a
     /// burst of deadlines, not one each, so the last of a burst is not late by the others'
-    /// writes). An append fails as a whole (a storage failure fails every request written in
-    /// it): its incidents and those after it are put back as they were, to fire again.
+    /// writes). Fired events have fresh ids, so only a storage failure refuses an append, and
+    /// it fails every request written in it: its incidents and those after it are put back as
+    /// they were, to fire again.
     pub async fn fire(&self, now: Timestamp) {
         let _guard = self.lock.lock().await;
         let mut fired = match self.engine.lock() {

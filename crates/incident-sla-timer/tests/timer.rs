@@ -389,6 +389,52 @@ async fn clocks_by_state_are_kept_as_incidents_change_fire_and_are_put_back() {
 }
 
 #[tokio::test]
+async fn an_event_already_recorded_under_another_delivery_id_does_not_hold_up_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).unwrap();
+    let x = another_p1_opened();
+    let writer = consume_only(&log, std::slice::from_ref(&x)).await;
+    // X's open again under a stream sequence for an id (published without a message id), Y's
+    // open twice so, and X's acknowledgement, all handled together
+    let again = |env: &Envelope, seq: u64| {
+        let mut d = delivery(env);
+        d.id = format!("INCIDENT_EVENTS:{seq}");
+        d
+    };
+    let y = another_p1_opened();
+    let mut ack = incident_event(500, EventKind::Acknowledged);
+    ack.subject = x.subject.clone();
+    let deliveries = vec![again(&x, 3), again(&y, 4), again(&y, 5), delivery(&ack)];
+    let handled =
+        futures::future::join_all(deliveries.into_iter().map(|d| writer.on_delivery(d))).await;
+    assert!(handled.iter().all(|h| *h == Handled::Done), "{handled:?}");
+
+    let inputs: Vec<String> = log
+        .read_from(1)
+        .map(|r| r.unwrap())
+        .filter(|r| !incident_sla_timer::writer::is_own_event(r))
+        .map(|r| Envelope::from_slice(&r.event).unwrap().id)
+        .collect();
+    assert_eq!(
+        inputs,
+        [x.id.clone(), y.id.clone(), ack.id.clone()],
+        "each event once"
+    );
+    let engine = writer.engine.lock().unwrap();
+    assert!(engine.get(&y.subject).is_some(), "Y's clocks run");
+    assert_eq!(
+        engine.clock_counts(),
+        clocks_by_state_counted_one_by_one(&engine)
+    );
+    // X: response met by the acknowledgement, resolution running; Y: both running
+    assert_eq!(engine.clock_counts(), [3, 0, 1, 0]);
+    // the state is what the log folds back to
+    let rebuilt = rebuild(&log).unwrap().0;
+    assert_eq!(rebuilt.clock_counts(), engine.clock_counts());
+    assert_eq!(rebuilt.next_due_at(), engine.next_due_at());
+}
+
+#[tokio::test]
 async fn incidents_fired_together_and_put_back_fire_again_the_same() {
     let mut engine = incident_sla_timer::engine::Engine::default();
     let _ = engine.activate(PolicySet::from_toml(POLICY).unwrap(), t0());
