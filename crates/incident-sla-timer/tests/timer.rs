@@ -138,6 +138,15 @@ fn sla_events(log: &EventLog) -> Vec<(String, serde_json::Value)> {
         .collect()
 }
 
+/// The ids of the incident events recorded in the log, in log order.
+fn input_ids(log: &EventLog) -> Vec<String> {
+    log.read_from(1)
+        .map(|r| r.unwrap())
+        .filter(|r| !incident_sla_timer::writer::is_own_event(r))
+        .map(|r| Envelope::from_slice(&r.event).unwrap().id)
+        .collect()
+}
+
 fn types(log: &EventLog) -> Vec<String> {
     sla_events(log).into_iter().map(|(t, _)| t).collect()
 }
@@ -290,12 +299,7 @@ async fn incident_events_handled_together_are_recorded_in_one_group_commit_in_or
         1
     );
     // the inputs in the log in the order they were handed over, each once
-    let inputs: Vec<String> = log
-        .read_from(1)
-        .map(|r| r.unwrap())
-        .filter(|r| !incident_sla_timer::writer::is_own_event(r))
-        .map(|r| Envelope::from_slice(&r.event).unwrap().id)
-        .collect();
+    let inputs = input_ids(&log);
     let expected: Vec<String> = order
         .iter()
         .enumerate()
@@ -409,12 +413,7 @@ async fn an_event_already_recorded_under_another_delivery_id_does_not_hold_up_it
         futures::future::join_all(deliveries.into_iter().map(|d| writer.on_delivery(d))).await;
     assert!(handled.iter().all(|h| *h == Handled::Done), "{handled:?}");
 
-    let inputs: Vec<String> = log
-        .read_from(1)
-        .map(|r| r.unwrap())
-        .filter(|r| !incident_sla_timer::writer::is_own_event(r))
-        .map(|r| Envelope::from_slice(&r.event).unwrap().id)
-        .collect();
+    let inputs = input_ids(&log);
     assert_eq!(
         inputs,
         [x.id.clone(), y.id.clone(), ack.id.clone()],
