@@ -37,6 +37,10 @@ fn incident_bench_runs_every_measurement() {
     ] {
         assert!(v[key].is_number(), "{key} missing in {last}");
     }
+    assert!(
+        v["sla_catch_up_ratio"].as_f64() > Some(0.0),
+        "the catch-up measured: {last}"
+    );
     assert_eq!(
         v["e2e_delivered"], v["e2e_sent"],
         "every incident reached the webhook"

@@ -1209,7 +1209,7 @@ fn settle_disk() {
 /// INCIDENT_EVENTS the intake part left (each event with the SLA events it causes, in its own
 /// log, acked after), against `jetstream_consume_per_s`: a plain pull consumer reading and
 /// acking the same messages -> `sla_catch_up_ratio`. Both are read from the consumer's ack
-/// floor, from the first ack to the last.
+/// floor (see [`ack_floor_rate`]).
 async fn sla_figures(args: &Args, nats: &NatsServer, out: &mut Value) -> anyhow::Result<()> {
     let client = async_nats::connect(nats.url()).await?;
     let js = async_nats::jetstream::new(client);
@@ -1260,15 +1260,17 @@ async fn sla_figures(args: &Args, nats: &NatsServer, out: &mut Value) -> anyhow:
     Ok(())
 }
 
-/// Messages acked a second by the consumer `durable` of `stream`, from its first ack until its
-/// ack floor reaches `last` (polled every 5 ms).
+/// Messages acked a second by the consumer `durable` of `stream` (a fresh stream: `last`
+/// messages from sequence 1), from the last time it was seen with none acked (or not there
+/// yet) until its ack floor reaches `last`, polled every 5 ms: a consumer that acks everything
+/// between two polls still gets a rate.
 async fn ack_floor_rate(
     stream: &mut async_nats::jetstream::stream::Stream,
     durable: &str,
     last: u64,
 ) -> anyhow::Result<f64> {
     let deadline = Instant::now() + Duration::from_secs(600);
-    let mut first: Option<(Instant, u64)> = None;
+    let mut none_acked_at = Instant::now();
     loop {
         anyhow::ensure!(
             Instant::now() < deadline,
@@ -1279,12 +1281,10 @@ async fn ack_floor_rate(
             Err(_) => 0,
         };
         let now = Instant::now();
-        match first {
-            None if floor > 0 => first = Some((now, floor)),
-            Some((t0, f0)) if floor >= last => {
-                return Ok((floor - f0) as f64 / now.duration_since(t0).as_secs_f64());
-            }
-            _ => {}
+        if floor == 0 {
+            none_acked_at = now;
+        } else if floor >= last {
+            return Ok(last as f64 / now.duration_since(none_acked_at).as_secs_f64());
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
