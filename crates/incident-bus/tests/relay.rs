@@ -78,6 +78,31 @@ async fn drain(relay: &mut Relay) {
     while relay.step().await.unwrap() > 0 {}
 }
 
+/// A step the stream refuses: an error, the cursor still at `cursor`, and the stream holding
+/// exactly `ids` (the records before the refused one, each once, and none after it).
+async fn assert_refused_and_held(
+    relay: &mut Relay,
+    log: &EventLog,
+    js: &jetstream::Context,
+    cursor: u64,
+    ids: &[String],
+) {
+    assert!(
+        relay.step().await.is_err(),
+        "the refused record is an error"
+    );
+    assert_eq!(
+        log.cursor("relay").unwrap(),
+        cursor,
+        "the cursor does not pass a record the stream does not hold"
+    );
+    assert_eq!(
+        stream_ids(js).await,
+        ids,
+        "the records before it are on the stream, each once, and none after it"
+    );
+}
+
 #[tokio::test]
 async fn publishes_the_log_in_order_with_the_subject_per_incident() {
     let nats = NatsServer::start();
@@ -284,27 +309,14 @@ async fn a_record_the_stream_refuses_inside_a_chunk_holds_the_cursor_and_nothing
     append_big(&log, "BIG");
     let after = append_rounds(&log, &small, 25);
 
-    assert!(
-        relay.step().await.is_err(),
-        "the refused record is an error"
-    );
+    assert_refused_and_held(&mut relay, &log, &js, before, &ids).await;
     assert_eq!(
         rechecked(&relay),
         1,
         "the chunk was checked record by record"
     );
-    assert_eq!(
-        log.cursor("relay").unwrap(),
-        before,
-        "the cursor does not pass a record the stream does not hold"
-    );
-    assert_eq!(
-        stream_ids(&js).await,
-        ids,
-        "the records before it are on the stream, each once, and none after it"
-    );
-    assert!(relay.step().await.is_err(), "still refused, still held");
-    assert_eq!(stream_ids(&js).await, ids);
+    // still refused, still held
+    assert_refused_and_held(&mut relay, &log, &js, before, &ids).await;
 
     limit_size(&js, false).await;
     drain(&mut relay).await;
@@ -329,13 +341,7 @@ async fn a_refused_record_is_not_covered_by_a_later_one_of_its_incident() {
     append_big(&log, "INC");
     append(&log, "INC", 1);
     append(&log, "B", 3);
-    assert!(relay.step().await.is_err());
-    assert_eq!(log.cursor("relay").unwrap(), before);
-    assert_eq!(
-        stream_ids(&js).await,
-        ids,
-        "nothing after the refused record"
-    );
+    assert_refused_and_held(&mut relay, &log, &js, before, &ids).await;
     limit_size(&js, false).await;
     drain(&mut relay).await;
     ids.extend(["INC-1", "INC-2", "B-1", "B-2", "B-3"].map(String::from));
@@ -355,11 +361,9 @@ async fn a_refused_record_and_a_foreign_message_do_not_add_up_to_a_whole_chunk()
     append(&log, "A", 2);
     append_big(&log, "BIG");
     append(&log, "C", 2);
-    assert!(relay.step().await.is_err());
-    assert_eq!(rechecked(&relay), 1);
-    assert_eq!(log.cursor("relay").unwrap(), before);
     ids.extend(["A-1", "A-2"].map(String::from));
-    assert_eq!(stream_ids(&js).await, ids);
+    assert_refused_and_held(&mut relay, &log, &js, before, &ids).await;
+    assert_eq!(rechecked(&relay), 1);
 }
 
 #[tokio::test]
@@ -394,9 +398,8 @@ async fn after_a_start_a_refused_record_stops_the_records_after_it() {
     append(&log, "INC", 1);
     append(&log, "B", 2);
     let mut relay = Relay::new(log.clone(), js.clone(), INCIDENT_EVENTS, "relay");
-    assert!(relay.step().await.is_err());
-    assert_eq!(log.cursor("relay").unwrap(), 0);
-    assert_eq!(stream_ids(&js).await, ["A-1", "A-2"]);
+    let before = ["A-1", "A-2"].map(String::from);
+    assert_refused_and_held(&mut relay, &log, &js, 0, &before).await;
     limit_size(&js, false).await;
     drain(&mut relay).await;
     assert_eq!(
