@@ -101,6 +101,14 @@ fn state_index(s: ClockState) -> usize {
     }
 }
 
+/// Adds (or takes away) `states` to (or from) `counts`.
+fn tally(counts: &mut [u64; 4], states: [Option<ClockState>; 2], add: bool) {
+    for s in states.into_iter().flatten() {
+        let n = &mut counts[state_index(s)];
+        *n = if add { *n + 1 } else { n.saturating_sub(1) };
+    }
+}
+
 /// What an input led to: the events to record (in order) and the state to restore if recording
 /// fails.
 pub struct Derived {
@@ -185,23 +193,15 @@ impl Engine {
         if now == tracked.counted {
             return;
         }
-        for s in tracked.counted.into_iter().flatten() {
-            let n = &mut self.clock_counts[state_index(s)];
-            *n = n.saturating_sub(1);
-        }
-        for s in now.into_iter().flatten() {
-            self.clock_counts[state_index(s)] += 1;
-        }
+        tally(&mut self.clock_counts, tracked.counted, false);
+        tally(&mut self.clock_counts, now, true);
         tracked.counted = now;
     }
 
     /// Takes the incident's clocks out of the counts.
     fn uncount(&mut self, id: &str) {
         if let Some(tracked) = self.incidents.get_mut(id) {
-            for s in tracked.counted.into_iter().flatten() {
-                let n = &mut self.clock_counts[state_index(s)];
-                *n = n.saturating_sub(1);
-            }
+            tally(&mut self.clock_counts, tracked.counted, false);
             tracked.counted = [None; 2];
         }
     }

@@ -749,10 +749,13 @@ impl Clock {
 
     /// The state [`Clock::view`] reports at `now`, without building the view.
     fn state_at(&self, b: &PolicyBinding, now: Timestamp) -> ClockState {
-        if self.breach_as_of(b, now).is_some() {
-            return ClockState::Breached;
-        }
+        self.state_given(self.breach_as_of(b, now).is_some())
+    }
+
+    /// Breached once breached, else what the phase says.
+    fn state_given(&self, breached: bool) -> ClockState {
         match self.phase {
+            _ if breached => ClockState::Breached,
             Phase::Running { .. } => ClockState::Running,
             Phase::Paused { .. } => ClockState::Paused,
             Phase::Stopped { .. } => ClockState::Met,
@@ -762,16 +765,12 @@ impl Clock {
     fn view(&self, b: &PolicyBinding, now: Timestamp) -> ClockView {
         let elapsed = self.elapsed_at(b, now);
         let breached_at = self.breach_as_of(b, now);
-        let (state, stopped_at, paused_since) = match self.phase {
-            Phase::Running { .. } => (ClockState::Running, None, None),
-            Phase::Paused { since } => (ClockState::Paused, None, Some(since)),
-            Phase::Stopped { at } => (ClockState::Met, Some(at), None),
+        let (stopped_at, paused_since) = match self.phase {
+            Phase::Running { .. } => (None, None),
+            Phase::Paused { since } => (None, Some(since)),
+            Phase::Stopped { at } => (Some(at), None),
         };
-        let state = if breached_at.is_some() {
-            ClockState::Breached
-        } else {
-            state
-        };
+        let state = self.state_given(breached_at.is_some());
         let due_at = match (self.phase, self.target) {
             (Phase::Running { .. }, Some(target)) => self.due_instant(b, target),
             _ => None,
